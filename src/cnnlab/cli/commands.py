@@ -1,0 +1,13 @@
+"""The list of sub-commands; each module adds its parser(s) with a ``register`` function."""
+
+from __future__ import annotations
+
+from cnnlab.cli import data_cmd, inspect_cmd, train_cmd
+
+REGISTRATIONS = [
+    train_cmd.register_train,
+    train_cmd.register_eval,
+    inspect_cmd.register_summary,
+    inspect_cmd.register_list,
+    data_cmd.register,
+]

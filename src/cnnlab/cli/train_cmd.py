@@ -1,0 +1,95 @@
+"""``cnnlab train`` and ``cnnlab eval``."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from cnnlab.cli.common import (
+    add_config_args,
+    config_from_args,
+    log,
+    print_json,
+    shortcut_overrides,
+)
+from cnnlab.cli.errors import UsageError
+
+_SHORTCUTS = {
+    "model": "model.name",
+    "dataset": "data.dataset",
+    "epochs": "train.epochs",
+    "data_dir": "data.data_dir",
+    "seed": "seed",
+    "device": "train.device",
+}
+
+
+def register_train(sub) -> None:
+    p = sub.add_parser("train", help="train one model and write a run directory")
+    p.add_argument("--model", help="model name (cnnlab list models)")
+    p.add_argument("--dataset", help="data set name (default fashion-mnist)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    add_config_args(p)
+    p.add_argument("--out", metavar="DIR", help="run directory (default runs/train/MODEL-TIME)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--no-progress", action="store_true", help="no live progress bar")
+    p.add_argument("--json", action="store_true", help="print final metrics as JSON (last line)")
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(args) -> int:
+    from cnnlab.config import load_config
+    from cnnlab.pipeline import run_training
+
+    extra = shortcut_overrides(args, _SHORTCUTS)
+    if args.no_progress:
+        extra.append("train.progress=false")
+    if args.resume:
+        if not args.out:
+            raise UsageError("--resume needs --out RUN_DIR (the run to continue)")
+        if args.config or args.model or args.dataset:
+            raise UsageError("--resume continues the saved config; do not pass --config/--model")
+        out = Path(args.out)
+        if not (out / "config.yaml").is_file():
+            raise UsageError(f"--resume: {out} holds no cnnlab run (no config.yaml)")
+        cfg = load_config(out / "config.yaml", [*extra, *args.overrides])
+    else:
+        cfg = config_from_args(args, extra)
+        out = Path(args.out) if args.out else _default_out(cfg.model.name)
+    metrics = run_training(cfg, out, resume=args.resume, log=log, stream=sys.stderr)
+    log(
+        f"{cfg.model.name}: test acc {metrics['test_acc']:.4f}, loss {metrics['test_loss']:.4f}, "
+        f"{metrics['params']:,} params, {metrics['train_seconds']:.1f}s training -> {out}"
+    )
+    if args.json:
+        print_json({k: v for k, v in metrics.items() if k != "test"} | {"run_dir": str(out)})
+    return 0
+
+
+def _default_out(model: str) -> Path:
+    return Path("runs") / "train" / f"{model}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def register_eval(sub) -> None:
+    p = sub.add_parser("eval", help="re-evaluate a saved run on its test set")
+    p.add_argument("checkpoint", help="run directory or checkpoint.safetensors")
+    p.add_argument("--data-dir", metavar="DIR")
+    p.add_argument("--json", action="store_true", help="print metrics as JSON (last line)")
+    p.set_defaults(func=cmd_eval)
+
+
+def cmd_eval(args) -> int:
+    from cnnlab.pipeline import run_evaluation
+
+    metrics = run_evaluation(args.checkpoint, data_dir=args.data_dir, log=log)
+    print(
+        f"{metrics['model']} on {metrics['dataset']} ({metrics['data_source']}): "
+        f"test acc {metrics['test_acc']:.4f}, loss {metrics['test_loss']:.4f}, "
+        f"{metrics['params']:,} params, {metrics['infer_images_per_s']:,.0f} img/s inference"
+    )
+    if args.json:
+        print_json({k: v for k, v in metrics.items() if k != "test"})
+    return 0

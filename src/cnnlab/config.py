@@ -1,0 +1,335 @@
+"""Run configuration: frozen dataclasses per section, loaded as defaults < YAML < ``--set``.
+
+Every value is checked when the config is loaded, before any data is read: unknown keys
+(with close matches), wrong types, out-of-range numbers and unknown component names all fail
+with a message that names the key, what was expected and what was found. Component options
+(``model.params``, ``loss.params``, ...) are checked against the registered builder's signature.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config value that cannot be used; the message names the key and the problem."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the images come from and how they are batched (handbook §1.4, §6, §11.2.1)."""
+
+    dataset: str = "fashion-mnist"
+    data_dir: str | None = None
+    allow_sample: bool = True  # fall back to the embedded Fashion-MNIST sample
+    val_split: float = 0.0  # fraction of the training set held out (stratified, fixed seed)
+    split_seed: int = 0
+    batch_size: int = 100
+    eval_batch_size: int = 1000
+    normalize: str = "per-channel"  # statistics from the training split only
+    drop_last: bool = False
+    params: Mapping[str, Any] = field(default_factory=dict)  # dataset builder options
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "cnn2"
+    params: Mapping[str, Any] = field(default_factory=dict)  # builder options
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    name: str = "cross_entropy"
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Optimiser (handbook §11.2.4); weight decay is the l2 regulariser of §10.1."""
+
+    name: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    decay_norm_and_bias: bool = False  # l2 on BN/bias parameters is usually harmful
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """Learning-rate schedule (handbook §11.2.2), stepped once per iteration."""
+
+    name: str = "constant"
+    warmup_epochs: float = 0.0
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 10
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16
+    channels_last: str = "auto"  # auto | on | off
+    compile: bool = False
+    threads: int | None = None  # torch intra-op threads (None: torch's default)
+    grad_clip: float | None = None
+    eval_every: int = 1  # epochs between evaluations
+    checkpoint_every: int = 1  # epochs between checkpoints (0: only at the end)
+    checkpoint_steps: int = 0  # also every N optimiser steps (0: off), for long epochs
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One training run: every section plus the seed and an optional run name."""
+
+    name: str | None = None
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(dataclasses.asdict(self))
+
+    def replace(self, **sections: Any) -> RunConfig:
+        return dataclasses.replace(self, **sections)
+
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "data.normalize": ("per-channel", "none"),
+    "train.precision": ("auto", "fp32", "bf16", "fp16"),
+    "train.channels_last": ("auto", "on", "off"),
+}
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+# --------------------------------------------------------------------------- building
+
+
+def build_config(base: Mapping[str, Any] | None = None, overrides: Iterable[str] = ()) -> RunConfig:
+    """Defaults < ``base`` (a nested mapping, e.g. parsed YAML) < ``overrides`` (``a.b=v``)."""
+    tree = _merge({}, dict(base or {}))
+    for item in overrides:
+        key, value = parse_override(item)
+        _set_path(tree, key, value)
+    cfg = _to_dataclass(RunConfig, tree, prefix="")
+    validate(cfg)
+    return cfg
+
+
+def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> RunConfig:
+    """Read a YAML recipe (if given), apply ``--set`` overrides, validate."""
+    base: dict[str, Any] = {}
+    if path is not None:
+        base = read_yaml(path)
+    try:
+        return build_config(base, overrides)
+    except ConfigError as err:
+        where = f"{path}: " if path is not None else ""
+        raise ConfigError(f"{where}{err}") from None
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{path}: expected a mapping at the top level, found {type(data).__name__}"
+        )
+    return data
+
+
+def dump_config(cfg: RunConfig) -> str:
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """``"optim.lr=0.01"`` -> ``("optim.lr", 0.01)``; the value is read as a YAML scalar."""
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected section.key=value")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"--set {item!r}: empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def _merge(dst: dict[str, Any], src: Mapping[str, Any]) -> dict[str, Any]:
+    for k, v in src.items():
+        if isinstance(v, Mapping) and isinstance(dst.get(k), dict):
+            _merge(dst[k], v)
+        else:
+            dst[k] = _merge({}, v) if isinstance(v, Mapping) else v
+    return dst
+
+
+def _set_path(tree: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = tree
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def _to_dataclass(cls: type, tree: Mapping[str, Any], prefix: str) -> Any:
+    if not isinstance(tree, Mapping):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, found {tree!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    unknown = [k for k in tree if k not in fields]
+    if unknown:
+        key = unknown[0]
+        close = difflib.get_close_matches(str(key), list(fields), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(
+            f"unknown key '{prefix}{key}'{hint}; valid keys in "
+            f"{prefix.rstrip('.') or 'the top level'}: {', '.join(fields)}"
+        )
+    kwargs = {}
+    for name, value in tree.items():
+        kwargs[name] = _coerce(hints[name], value, f"{prefix}{name}")
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; convert only lossless cases."""
+    if dataclasses.is_dataclass(tp):
+        return _to_dataclass(tp, value if value is not None else {}, key + ".")
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(arg, value, key)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if errors else f"{key}: invalid value {value!r}")
+    if origin is Mapping or tp is Mapping:
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key}: expected a mapping of options, found {value!r}")
+        return dict(value)
+    return _coerce_scalar(tp, value, key)
+
+
+def _coerce_scalar(tp: Any, value: Any, key: str) -> Any:
+    found = f"found {value!r} ({type(value).__name__})"
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true or false, {found}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"{key}: expected an integer, {found}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{key}: expected a number, {found}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, bool):  # YAML reads on/off as booleans
+            return "on" if value else "off"
+        raise ConfigError(f"{key}: expected a string, {found}")
+    raise ConfigError(f"{key}: unsupported config type {tp!r}")  # pragma: no cover
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _check(cond: bool, key: str, expected: str, value: Any) -> None:
+    if not cond:
+        raise ConfigError(f"{key}: expected {expected}, found {value!r}")
+
+
+def validate(cfg: RunConfig) -> None:
+    """Range checks, enumerations and component names/options (via the registries)."""
+    d, t, o = cfg.data, cfg.train, cfg.optim
+    _check(d.batch_size >= 1, "data.batch_size", ">= 1", d.batch_size)
+    _check(d.eval_batch_size >= 1, "data.eval_batch_size", ">= 1", d.eval_batch_size)
+    _check(0.0 <= d.val_split < 1.0, "data.val_split", "a fraction in [0, 1)", d.val_split)
+    _check(t.epochs >= 1, "train.epochs", ">= 1", t.epochs)
+    _check(t.eval_every >= 1, "train.eval_every", ">= 1", t.eval_every)
+    _check(t.checkpoint_every >= 0, "train.checkpoint_every", ">= 0", t.checkpoint_every)
+    _check(t.checkpoint_steps >= 0, "train.checkpoint_steps", ">= 0", t.checkpoint_steps)
+    _check(t.threads is None or t.threads >= 1, "train.threads", ">= 1", t.threads)
+    _check(t.grad_clip is None or t.grad_clip > 0, "train.grad_clip", "> 0", t.grad_clip)
+    _check(o.lr > 0, "optim.lr", "a learning rate > 0", o.lr)
+    _check(o.weight_decay >= 0, "optim.weight_decay", ">= 0", o.weight_decay)
+    _check(
+        cfg.schedule.warmup_epochs >= 0,
+        "schedule.warmup_epochs",
+        ">= 0",
+        cfg.schedule.warmup_epochs,
+    )
+    for key, choices in CHOICES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        _check(value in choices, key, f"one of {', '.join(choices)}", value)
+    dev = t.device
+    _check(
+        dev in ("auto", "cpu") or dev.startswith("cuda"),
+        "train.device",
+        "auto, cpu, cuda or cuda:N",
+        dev,
+    )
+    _validate_components(cfg)
+
+
+def _validate_components(cfg: RunConfig) -> None:
+    # Imported here: registries fill up when their modules are imported.
+    from cnnlab.components import check_component
+
+    check_component("dataset", cfg.data.dataset, cfg.data.params, "data")
+    check_component("model", cfg.model.name, cfg.model.params, "model")
+    check_component("loss", cfg.loss.name, cfg.loss.params, "loss")
+    check_component("optimizer", cfg.optim.name, cfg.optim.params, "optim")
+    check_component("schedule", cfg.schedule.name, cfg.schedule.params, "schedule")

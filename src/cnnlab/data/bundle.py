@@ -1,0 +1,105 @@
+"""Assemble a run's data from the ``data`` config section: splits, statistics, loaders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from cnnlab.data.datasets import ImageDataset, load_dataset
+from cnnlab.data.loader import BatchLoader, Normalizer, stratified_split
+
+
+@dataclass
+class DataBundle:
+    """Loaders for train / val (optional) / test plus what the model and report need."""
+
+    dataset: ImageDataset
+    train: BatchLoader
+    val: BatchLoader | None
+    test: BatchLoader
+    normalizer: Normalizer
+    class_counts: torch.Tensor  # of the training split actually used
+
+    @property
+    def num_classes(self) -> int:
+        return self.dataset.num_classes
+
+    @property
+    def in_chans(self) -> int:
+        return self.dataset.in_chans
+
+    @property
+    def image_size(self) -> int:
+        return self.dataset.image_size
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.dataset.classes
+
+
+def check_images(dataset: ImageDataset) -> None:
+    """Refuse empty splits and empty classes up front, with the class named."""
+    for split in ("train", "test"):
+        n = getattr(dataset, f"{split}_labels").numel()
+        if n == 0:
+            raise ValueError(f"data set {dataset.name!r}: the {split} split is empty")
+    counts = torch.bincount(dataset.train_labels, minlength=dataset.num_classes)
+    empty = [dataset.classes[i] for i in range(dataset.num_classes) if counts[i] == 0]
+    if empty:
+        raise ValueError(
+            f"data set {dataset.name!r}: no training images for class(es) {', '.join(empty)}"
+        )
+
+
+def build_data(
+    cfg,
+    *,
+    seed: int,
+    device: torch.device,
+    channels_last: bool = False,
+    dataset: ImageDataset | None = None,
+    rank: int = 0,
+    world_size: int = 1,
+) -> DataBundle:
+    """Load (or take) the data set, carve the validation split, fit normalisation on the
+    training split only (handbook §6: no test statistics leak into preprocessing)."""
+    if dataset is None:
+        dataset = load_dataset(
+            cfg.dataset, cfg.data_dir, allow_sample=cfg.allow_sample, **dict(cfg.params)
+        )
+    check_images(dataset)
+    train_x, train_y = dataset.train_images, dataset.train_labels
+    val_x = val_y = None
+    if cfg.val_split > 0:
+        train_idx, val_idx = stratified_split(train_y, cfg.val_split, cfg.split_seed)
+        val_x, val_y = train_x[val_idx], train_y[val_idx]
+        train_x, train_y = train_x[train_idx], train_y[train_idx]
+    if cfg.normalize == "per-channel":
+        normalizer = Normalizer.fit(train_x)
+    else:
+        normalizer = Normalizer.identity(dataset.in_chans)
+
+    def loader(x, y, train: bool) -> BatchLoader:
+        return BatchLoader(
+            x,
+            y,
+            batch_size=cfg.batch_size if train else cfg.eval_batch_size,
+            normalizer=normalizer,
+            device=device,
+            shuffle=train,
+            seed=seed,
+            drop_last=cfg.drop_last if train else False,
+            channels_last=channels_last,
+            rank=rank if train else 0,
+            world_size=world_size if train else 1,
+        )
+
+    return DataBundle(
+        dataset=dataset,
+        train=loader(train_x, train_y, True),
+        val=loader(val_x, val_y, False) if val_x is not None else None,
+        test=loader(dataset.test_images, dataset.test_labels, False),
+        normalizer=normalizer,
+        class_counts=torch.bincount(train_y, minlength=dataset.num_classes),
+    )

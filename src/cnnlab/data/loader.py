@@ -1,0 +1,165 @@
+"""Batches straight from one in-memory uint8 tensor, with no per-sample Python.
+
+The whole image set stays on the training device as ``uint8 (N, C, H, W)``. Each batch is taken
+by indexing with a slice of a permutation, converted to float and normalised in one fused
+pass. The permutation of epoch ``e`` is a pure function of ``(seed, e)``, so a resumed run sees
+exactly the same data order, and distributed ranks can each take their own disjoint shard of
+the same permutation (handbook §1.4: batches without replacement; §11.2.1: reshuffle every epoch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+
+Transform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Normalizer:
+    """Per-channel ``(x / 255 - mean) / std``, folded into one multiply-add."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @staticmethod
+    def fit(images: torch.Tensor) -> Normalizer:
+        """Mean/std per channel of a uint8 (N, C, H, W) tensor (the training split only)."""
+        x = images.to(torch.float64).div_(255)
+        dims = (0, 2, 3)
+        mean = x.mean(dim=dims)
+        std = x.std(dim=dims).clamp_min(1e-6)
+        return Normalizer(tuple(mean.tolist()), tuple(std.tolist()))
+
+    @staticmethod
+    def identity(channels: int) -> Normalizer:
+        return Normalizer((0.0,) * channels, (1.0,) * channels)
+
+    def scale_shift(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        mean = torch.tensor(self.mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        return 1.0 / (255.0 * std), -mean / std
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        scale, shift = self.scale_shift(images.device)
+        return images.to(torch.float32).mul_(scale).add_(shift)
+
+
+def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The data order of one epoch: a permutation of ``range(n)`` fixed by (seed, epoch)."""
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=gen)
+
+
+class BatchLoader:
+    """Iterate ``(x float, y int64)`` batches of an in-memory image tensor.
+
+    ``shuffle`` draws a new permutation every epoch (``set_epoch``); ``rank``/``world_size``
+    give each distributed process a disjoint, equally long shard of that permutation (the
+    tail that does not divide evenly is dropped, so no sample is seen twice in an epoch).
+    ``transform(x, generator)`` is a batched augmentation applied on the device.
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        *,
+        batch_size: int,
+        normalizer: Normalizer,
+        device: torch.device | str = "cpu",
+        shuffle: bool = False,
+        seed: int = 0,
+        drop_last: bool = False,
+        channels_last: bool = False,
+        transform: Transform | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        if images.dtype != torch.uint8 or images.ndim != 4:
+            raise ValueError(
+                f"images: expected a uint8 (N, C, H, W) tensor, found {images.dtype} "
+                f"{tuple(images.shape)}"
+            )
+        if labels.shape != (images.shape[0],):
+            raise ValueError(
+                f"labels: expected shape ({images.shape[0]},), found {tuple(labels.shape)}"
+            )
+        self.device = torch.device(device)
+        self.images = images.to(self.device)
+        self.labels = labels.to(self.device, torch.int64)
+        self.batch_size = batch_size
+        self.normalizer = normalizer
+        self.shuffle = shuffle
+        self.seed = seed
+        self.drop_last = drop_last
+        self.channels_last = channels_last
+        self.transform = transform
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0
+        self._scale, self._shift = normalizer.scale_shift(self.device)
+
+    @property
+    def num_samples(self) -> int:
+        """Samples this rank sees per epoch."""
+        return self.images.shape[0] // self.world_size
+
+    def __len__(self) -> int:
+        n, b = self.num_samples, self.batch_size
+        return n // b if self.drop_last else -(-n // b)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def indices(self) -> torch.Tensor:
+        """This rank's sample indices for the current epoch, in order."""
+        n = self.images.shape[0]
+        order = epoch_permutation(n, self.seed, self.epoch) if self.shuffle else torch.arange(n)
+        per_rank = n // self.world_size
+        return order[self.rank * per_rank : (self.rank + 1) * per_rank]
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return self.iter_from(0)
+
+    def iter_from(self, start_batch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Batches of the current epoch from batch ``start_batch`` on (for exact resume)."""
+        order = self.indices().to(self.device)
+        gen = None
+        if self.transform is not None:
+            gen = torch.Generator(device=self.device)
+            gen.manual_seed((self.seed * 1_000_003 + self.epoch) * 7919 + self.rank)
+        for b in range(start_batch, len(self)):
+            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
+            yield self._make_batch(idx, gen, b)
+
+    def _make_batch(
+        self, idx: torch.Tensor, gen: torch.Generator | None, batch_index: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.images.index_select(0, idx).to(torch.float32)
+        x.mul_(self._scale).add_(self._shift)  # (x/255 - mean)/std in one pass
+        if self.transform is not None:
+            assert gen is not None
+            # Re-seed per batch so a resumed epoch draws the same augmentations.
+            gen.manual_seed((self.seed * 1_000_003 + self.epoch) * 7919 + batch_index)
+            x = self.transform(x, gen)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, self.labels.index_select(0, idx)
+
+
+def stratified_split(
+    labels: torch.Tensor, fraction: float, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices ``(train, val)`` holding out ``round(fraction * n_c)`` samples of each class."""
+    gen = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(labels.numel(), generator=gen)
+    by_class = perm[torch.argsort(labels[perm], stable=True)]  # shuffled within each class
+    sorted_labels = labels[by_class]
+    counts = torch.bincount(sorted_labels)
+    starts = torch.cumsum(counts, 0) - counts
+    rank_in_class = torch.arange(labels.numel()) - starts[sorted_labels]
+    k = torch.round(counts.to(torch.float64) * fraction).to(torch.int64)
+    is_val = rank_in_class < k[sorted_labels]
+    return by_class[~is_val].sort().values, by_class[is_val].sort().values

@@ -1,0 +1,132 @@
+"""Callbacks observe the loop and signal through ``TrainState`` (never swap model/data/loss).
+
+Events: ``on_fit_start``, ``on_epoch_start(n_batches)``, ``on_step_end``,
+``on_epoch_end(row)``, ``on_fit_end``; each receives ``(trainer, state, ...)``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+from cnnlab.engine.checkpoint import atomic_write_text
+from cnnlab.engine.state import TrainState
+
+
+class Callback:
+    def on_fit_start(self, trainer: Any, state: TrainState) -> None: ...
+
+    def on_epoch_start(self, trainer: Any, state: TrainState, num_batches: int) -> None: ...
+
+    def on_step_end(self, trainer: Any, state: TrainState) -> None: ...
+
+    def on_epoch_end(self, trainer: Any, state: TrainState, row: dict[str, float]) -> None: ...
+
+    def on_fit_end(self, trainer: Any, state: TrainState) -> None: ...
+
+
+class ProgressBar(Callback):
+    """A live bar per epoch (loss, accuracy, images/s) on a terminal, one line per epoch
+    otherwise (logs and CI stay readable)."""
+
+    def __init__(self, total_epochs: int, stream: TextIO | None = None, prefix: str = "") -> None:
+        self.total = total_epochs
+        self.stream = stream if stream is not None else sys.stderr
+        self.prefix = prefix
+        self.live = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self._bar: Any = None
+        self._last = 0.0
+
+    def on_epoch_start(self, trainer: Any, state: TrainState, num_batches: int) -> None:
+        if not self.live:
+            return
+        from tqdm import tqdm
+
+        self._bar = tqdm(
+            total=num_batches,
+            initial=state.epoch_step,
+            desc=f"{self.prefix}epoch {state.epoch + 1}/{self.total}",
+            file=self.stream,
+            leave=False,
+            dynamic_ncols=True,
+            unit="batch",
+        )
+
+    def on_step_end(self, trainer: Any, state: TrainState) -> None:
+        if self._bar is None:
+            return
+        self._bar.update(state.epoch_step - self._bar.n)
+        now = time.monotonic()
+        if now - self._last > 0.5 and state.epoch_seen:
+            self._last = now
+            self._bar.set_postfix_str(
+                f"loss {state.epoch_loss_sum / state.epoch_seen:.4f} "
+                f"acc {state.epoch_correct / state.epoch_seen:.4f} "
+                f"{state.epoch_seen / max(state.epoch_seconds, 1e-9):,.0f} img/s",
+                refresh=False,
+            )
+
+    def on_epoch_end(self, trainer: Any, state: TrainState, row: dict[str, float]) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        print(f"{self.prefix}{format_row(row, self.total)}", file=self.stream, flush=True)
+
+
+def format_row(row: dict[str, float], total_epochs: int) -> str:
+    parts = [
+        f"epoch {int(row['epoch'])}/{total_epochs}",
+        f"train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}",
+    ]
+    for split in ("val", "test"):
+        if f"{split}_acc" in row:
+            parts.append(f"{split} loss {row[f'{split}_loss']:.4f} acc {row[f'{split}_acc']:.4f}")
+    parts.append(f"{row['epoch_seconds']:.1f}s ({row['train_images_per_s']:,.0f} img/s)")
+    return " | ".join(parts)
+
+
+class HistoryWriter(Callback):
+    """Rewrites ``history.csv`` atomically after every epoch."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def on_epoch_end(self, trainer: Any, state: TrainState, row: dict[str, float]) -> None:
+        write_history(self.path, state.history)
+
+
+def write_history(path: Path, history: list[dict[str, float]]) -> None:
+    columns: list[str] = []
+    for row in history:
+        columns += [k for k in row if k not in columns]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history)
+    atomic_write_text(path, buf.getvalue())
+
+
+class Checkpointer(Callback):
+    """Calls ``save(state)`` every ``every_epochs`` epochs (and at the end of the run), and
+    every ``every_steps`` optimiser steps if set (for long epochs / fault tolerance)."""
+
+    def __init__(
+        self, save: Callable[[TrainState], None], every_epochs: int = 1, every_steps: int = 0
+    ) -> None:
+        self.save = save
+        self.every_epochs = every_epochs
+        self.every_steps = every_steps
+
+    def on_step_end(self, trainer: Any, state: TrainState) -> None:
+        if self.every_steps and state.step % self.every_steps == 0:
+            self.save(state)
+
+    def on_epoch_end(self, trainer: Any, state: TrainState, row: dict[str, float]) -> None:
+        last = state.epoch == trainer.epochs
+        if last or (self.every_epochs and state.epoch % self.every_epochs == 0):
+            self.save(state)

@@ -1,0 +1,201 @@
+"""Checkpoints: one safetensors file holding tensors plus JSON metadata, written atomically.
+
+Everything needed to resume exactly lives in one file, so one ``os.replace`` publishes it: the
+model and optimiser tensors and the RNG state as safetensors tensors; the run metadata (model
+name and options, epoch/step, optimiser hyper-parameters, scheduler state, history, config) as
+JSON in the safetensors header. Loading never executes code (no pickle), and a SHA-256 digest
+of the tensor bytes, stored in the header, turns any tampering or truncation into a clear error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+FORMAT = "cnnlab-checkpoint/1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read or does not fit the model; names file and problem."""
+
+
+def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
+    h = hashlib.sha256()
+    for key in sorted(tensors):
+        t = tensors[key]
+        h.update(key.encode())
+        h.update(str(t.dtype).encode() + str(tuple(t.shape)).encode())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a crash leaves either the old file or the new one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(Path(path), text.encode("utf-8"))
+
+
+def save_checkpoint(
+    path: str | Path,
+    *,
+    model: nn.Module,
+    meta: dict[str, Any],
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any = None,
+    rng: bool = True,
+) -> None:
+    """Write model (+ optimiser, scheduler, RNG) state and ``meta`` to ``path`` atomically."""
+    from safetensors.torch import save
+
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    meta = dict(meta, format=FORMAT)
+    if optimizer is not None:
+        opt_tensors, meta["optimizer"] = _split_optimizer_state(optimizer.state_dict())
+        tensors.update(opt_tensors)
+    if scheduler is not None:
+        meta["scheduler"] = scheduler.state_dict()
+    if rng:
+        tensors["rng.torch"] = torch.get_rng_state()
+        if torch.cuda.is_available():
+            for i, state in enumerate(torch.cuda.get_rng_state_all()):
+                tensors[f"rng.cuda.{i}"] = state
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
+    meta["sha256"] = tensor_digest(tensors)
+    header = {"cnnlab": json.dumps(meta, default=_json_default)}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(Path(path), save(tensors, metadata=header))
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor) and obj.numel() == 1:
+        return obj.item()
+    if isinstance(obj, (tuple, set)):
+        return list(obj)
+    raise TypeError(f"cannot store {type(obj).__name__} in checkpoint metadata")
+
+
+def _split_optimizer_state(sd: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors, scalars = {}, {}
+    for pid, state in sd["state"].items():
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optim.{pid}.{key}"] = value
+            else:
+                scalars[f"{pid}.{key}"] = value
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+class Checkpoint:
+    """A loaded checkpoint: ``tensors`` (name -> tensor) and ``meta`` (the JSON header)."""
+
+    def __init__(self, path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]):
+        self.path, self.tensors, self.meta = path, tensors, meta
+
+    def model_state(self) -> dict[str, torch.Tensor]:
+        return {k[6:]: v for k, v in self.tensors.items() if k.startswith("model.")}
+
+    def load_model(self, model: nn.Module) -> None:
+        """Copy the weights into ``model``; mismatched keys or shapes name the tensors."""
+        state = self.model_state()
+        own = model.state_dict()
+        missing = sorted(set(own) - set(state))
+        unexpected = sorted(set(state) - set(own))
+        shapes = [
+            f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+            for k in sorted(set(own) & set(state))
+            if state[k].shape != own[k].shape
+        ]
+        if missing or unexpected or shapes:
+            arch = self.meta.get("model", {}).get("name", "?")
+            parts = [f"{self.path}: checkpoint (model {arch!r}) does not fit this model"]
+            if missing:
+                parts.append(f"missing {len(missing)} tensors, e.g. {', '.join(missing[:3])}")
+            if unexpected:
+                parts.append(f"unexpected {len(unexpected)}, e.g. {', '.join(unexpected[:3])}")
+            if shapes:
+                parts.append("shape mismatch: " + "; ".join(shapes[:3]))
+            raise CheckpointError("; ".join(parts))
+        model.load_state_dict(state)
+
+    def load_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        info = self.meta.get("optimizer")
+        if info is None:
+            raise CheckpointError(f"{self.path}: holds no optimizer state (cannot resume)")
+        state: dict[int, dict[str, Any]] = {}
+        for key, value in self.tensors.items():
+            if key.startswith("optim."):
+                _, pid, name = key.split(".", 2)
+                state.setdefault(int(pid), {})[name] = value
+        for key, value in info["scalars"].items():
+            pid, name = key.split(".", 1)
+            state.setdefault(int(pid), {})[name] = value
+        groups = [
+            {k: tuple(v) if isinstance(live.get(k), tuple) else v for k, v in saved.items()}
+            for saved, live in zip(info["param_groups"], optimizer.param_groups, strict=False)
+        ]  # JSON has no tuples (Adam's betas); restore the types the optimiser uses
+        optimizer.load_state_dict({"state": state, "param_groups": groups})
+
+    def restore_rng(self) -> None:
+        if "rng.torch" in self.tensors:
+            torch.set_rng_state(self.tensors["rng.torch"])
+        cuda = sorted(k for k in self.tensors if k.startswith("rng.cuda."))
+        if cuda and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([self.tensors[k] for k in cuda])
+
+
+def load_checkpoint(path: str | Path, *, verify: bool = True) -> Checkpoint:
+    """Read a checkpoint safely (safetensors + JSON, no code execution) and verify it."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "checkpoint.safetensors"
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    raw = path.read_bytes()
+    try:
+        tensors = load(raw)
+        meta_text = _read_header_metadata(raw).get("cnnlab")
+    except (SafetensorError, ValueError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{path}: not a readable safetensors checkpoint ({err})") from None
+    if meta_text is None:
+        raise CheckpointError(f"{path}: safetensors file without cnnlab metadata")
+    try:
+        meta = json.loads(meta_text)
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path}: corrupt metadata ({err})") from None
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: unknown format {meta.get('format')!r}, expected {FORMAT}")
+    if verify and meta.get("sha256") != tensor_digest(tensors):
+        raise CheckpointError(
+            f"{path}: tensor data does not match its recorded SHA-256 (file modified or damaged)"
+        )
+    return Checkpoint(path, tensors, meta)
+
+
+def _read_header_metadata(raw: bytes) -> dict[str, str]:
+    if len(raw) < 8:
+        raise ValueError("file shorter than a safetensors header")
+    n = int.from_bytes(raw[:8], "little")
+    if n > len(raw) - 8:
+        raise ValueError("header length exceeds file size (truncated file)")
+    header = json.loads(raw[8 : 8 + n])
+    return header.get("__metadata__", {}) or {}

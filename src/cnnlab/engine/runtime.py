@@ -1,0 +1,97 @@
+"""Where and how a run computes: device, mixed precision, memory format, threads.
+
+Picked once per run from the ``train`` config section and passed down; nothing else in the
+package decides the device. ``auto`` settings choose what is fast *on this machine*: bf16
+autocast only where the CPU has native bf16 instructions (emulated bf16 is many times slower
+than fp32 — measured on an AVX2-only EPYC, see benchmarks/), fp16/bf16 on CUDA.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+
+@dataclass(frozen=True)
+class Runtime:
+    device: torch.device
+    amp_dtype: torch.dtype | None  # None: full fp32
+    channels_last: bool
+    compile: bool = False
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    @property
+    def precision(self) -> str:
+        return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.amp_dtype]
+
+    def prepare_model(self, model: nn.Module) -> nn.Module:
+        model = model.to(self.device)
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        return model
+
+    def describe(self) -> str:
+        cl = ", channels_last" if self.channels_last else ""
+        return f"{self.device} {self.precision}{cl}, {torch.get_num_threads()} threads"
+
+
+def pick_device(spec: str = "auto") -> torch.device:
+    """``auto`` -> the first CUDA device if there is one, else the CPU."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(spec)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"train.device={spec!r} but CUDA is not available on this machine")
+    return device
+
+
+@functools.cache
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU executes bf16 arithmetic natively (AVX512-BF16 or AMX)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "fp16":
+        if device.type != "cuda":
+            raise RuntimeError("train.precision=fp16 needs a CUDA device; use bf16 or fp32 on CPU")
+        return torch.float16
+    if device.type == "cuda":  # auto
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if cpu_has_native_bf16() else None
+
+
+def has_conv(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.Conv2d) for m in model.modules())
+
+
+def resolve_runtime(train_cfg, model: nn.Module | None = None) -> Runtime:
+    """Runtime from a ``TrainConfig``; sets the thread count if one is given."""
+    if train_cfg.threads is not None:
+        torch.set_num_threads(train_cfg.threads)
+    device = pick_device(train_cfg.device)
+    amp = resolve_precision(train_cfg.precision, device)
+    if train_cfg.channels_last == "auto":
+        # channels_last pays off with oneDNN/cuDNN NHWC kernels: on CUDA always, on CPU when
+        # bf16 kernels run natively; in fp32 on AVX2 it measured no faster (benchmarks/).
+        cl = model is not None and has_conv(model) and (device.type == "cuda" or amp is not None)
+    else:
+        cl = train_cfg.channels_last == "on"
+    return Runtime(device=device, amp_dtype=amp, channels_last=cl, compile=train_cfg.compile)

@@ -1,0 +1,177 @@
+"""The training loop: explicit, short, and the same for every task (handbook §1.4, Alg. 1).
+
+Per batch: forward + loss (the task), zero grads, backward, optional clipping, optimiser step,
+learning-rate step. Per epoch: optional evaluation, one history row, callbacks. The loop checks
+every loss for NaN/inf and stops with a message naming the step rather than training on garbage.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from cnnlab.data.loader import BatchLoader
+from cnnlab.engine.callbacks import Callback
+from cnnlab.engine.runtime import Runtime
+from cnnlab.engine.state import TrainState
+from cnnlab.engine.tasks import Task
+
+EvalFn = Callable[[nn.Module], dict[str, float]]
+
+
+class DivergenceError(RuntimeError):
+    """The loss or the gradients became NaN/inf; the message names the step and likely causes."""
+
+
+class Trainer:
+    """Runs ``epochs`` epochs of a task; state in ``TrainState``, side effects in callbacks."""
+
+    def __init__(
+        self,
+        *,
+        epochs: int,
+        runtime: Runtime,
+        grad_clip: float | None = None,
+        eval_every: int = 1,
+        callbacks: Sequence[Callback] = (),
+    ) -> None:
+        self.epochs = epochs
+        self.runtime = runtime
+        self.grad_clip = grad_clip
+        self.eval_every = eval_every
+        self.callbacks = list(callbacks)
+        # On the CPU reading a scalar costs nothing (no device queue), so check every step; on
+        # an accelerator, sync only every few steps to keep the device busy.
+        self.sync_every = 1 if runtime.device.type == "cpu" else 32
+        self.scaler = torch.amp.GradScaler(
+            runtime.device.type, enabled=runtime.amp_dtype is torch.float16
+        )
+
+    def emit(self, event: str, state: TrainState, *args: Any) -> None:
+        for cb in self.callbacks:
+            getattr(cb, event)(self, state, *args)
+
+    def fit(
+        self,
+        model: nn.Module,
+        task: Task,
+        optimizer: torch.optim.Optimizer,
+        scheduler: Any,
+        train: BatchLoader,
+        evaluate: EvalFn | None = None,
+        state: TrainState | None = None,
+    ) -> TrainState:
+        state = state if state is not None else TrainState()
+        self.emit("on_fit_start", state)
+        while state.epoch < self.epochs and not state.should_stop:
+            train.set_epoch(state.epoch)
+            self.emit("on_epoch_start", state, len(train))
+            finished = self.train_epoch(model, task, optimizer, scheduler, train, state)
+            if not finished:
+                break
+            row = self.end_epoch(model, optimizer, state, evaluate)
+            self.emit("on_epoch_end", state, row)
+        self.emit("on_fit_end", state)
+        return state
+
+    def train_epoch(
+        self,
+        model: nn.Module,
+        task: Task,
+        optimizer: torch.optim.Optimizer,
+        scheduler: Any,
+        train: BatchLoader,
+        state: TrainState,
+    ) -> bool:
+        """One (possibly resumed) epoch; False if a callback stopped it midway."""
+        model.train()
+        task.train()
+        dev = self.runtime.device
+        loss_acc = torch.zeros((), dtype=torch.float64, device=dev)
+        correct_acc = torch.zeros((), dtype=torch.int64, device=dev)
+        seen = 0
+        start = time.perf_counter()
+        for x, y in train.iter_from(state.epoch_step):
+            with self.runtime.autocast():
+                loss, logits = task.training_step(model, x, y)
+            optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self._clip(model, optimizer, state)
+            self.scaler.step(optimizer)
+            self.scaler.update()
+            scheduler.step()
+            task.after_step()
+            loss_acc += loss.detach().double() * y.shape[0]
+            correct_acc += (logits.detach().argmax(dim=1) == y).sum()
+            seen += y.shape[0]
+            state.step += 1
+            state.epoch_step += 1
+            if state.epoch_step % self.sync_every == 0 or state.epoch_step == len(train):
+                self._sync(state, loss_acc, correct_acc, seen, start)
+                loss_acc.zero_()
+                correct_acc.zero_()
+                seen, start = 0, time.perf_counter()
+            self.emit("on_step_end", state)
+            if state.should_stop:
+                return state.epoch_step == len(train)
+        return True
+
+    def _sync(self, state: TrainState, loss_acc, correct_acc, seen: int, start: float) -> None:
+        loss_sum = loss_acc.item()
+        if not math.isfinite(loss_sum):
+            raise DivergenceError(
+                f"training loss became {loss_sum} at step {state.step} (epoch {state.epoch + 1}, "
+                f"batch {state.epoch_step}). Likely causes: a learning rate too large for this "
+                "model/optimiser (try 10x smaller, warm-up or gradient clipping), or non-finite "
+                "input data. The last good checkpoint is kept."
+            )
+        state.epoch_loss_sum += loss_sum
+        state.epoch_correct += int(correct_acc.item())
+        state.epoch_seen += seen
+        state.epoch_seconds += time.perf_counter() - start
+
+    def _clip(self, model: nn.Module, optimizer: torch.optim.Optimizer, state: TrainState) -> None:
+        if self.grad_clip is None:
+            return
+        self.scaler.unscale_(optimizer)
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), self.grad_clip)
+        if self.scaler.is_enabled():
+            return  # the scaler skips steps with inf gradients by design
+        if not torch.isfinite(norm):
+            raise DivergenceError(
+                f"gradient norm became {norm.item()} at step {state.step + 1}; the learning rate "
+                "is likely too large or the data holds non-finite values."
+            )
+
+    def end_epoch(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        state: TrainState,
+        evaluate: EvalFn | None,
+    ) -> dict[str, float]:
+        """Close the epoch: history row with train metrics and (every ``eval_every``) eval."""
+        state.epoch += 1
+        seen = max(state.epoch_seen, 1)
+        row: dict[str, float] = {
+            "epoch": state.epoch,
+            "step": state.step,
+            "lr": optimizer.param_groups[0]["lr"],
+            "train_loss": state.epoch_loss_sum / seen,
+            "train_acc": state.epoch_correct / seen,
+            "epoch_seconds": state.epoch_seconds,
+            "train_images_per_s": state.epoch_seen / max(state.epoch_seconds, 1e-9),
+        }
+        state.train_seconds += state.epoch_seconds
+        if evaluate is not None and (
+            state.epoch % self.eval_every == 0 or state.epoch == self.epochs
+        ):
+            row.update(evaluate(model))
+        state.history.append(row)
+        state.reset_epoch()
+        return row

@@ -1,0 +1,148 @@
+"""The zoo's common model interface and option checks (DESIGN.md, Registries).
+
+Every zoo model splits into ``forward_features(x) -> (B, D)``, everything up to the vector the
+final classifier sees, and ``head`` (normally ``nn.Linear(D, num_classes)``), with
+``forward(x) == head(forward_features(x))``. Center loss, CAM, feature fusion and fine-tuning
+build on that split.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+#: ``stem="auto"`` picks the ImageNet stem from this input side up, the small-input stem below.
+#: ImageNet stems shrink the image 4x (stride-4 conv, or stride 2 + pool) before anything else;
+#: below ~96 px that throws away most of a 28/32 px image (and AlexNet's stem needs >= 67 px).
+IMAGENET_STEM_MIN_SIZE = 96
+
+STEMS = ("auto", "imagenet", "small")
+
+
+class ImageClassifier(nn.Module):
+    """Base class: ``forward = head o forward_features``, plus ``default_cfg`` metadata."""
+
+    head: nn.Module
+
+    def __init__(
+        self,
+        *,
+        arch: str,
+        num_classes: int,
+        in_chans: int,
+        input_size: int,
+        paper: str,
+        fixed_size: bool,
+        **extra_cfg: Any,
+    ) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.in_chans = in_chans
+        self.input_size = input_size
+        # fixed_size: an FC layer sized from input_size follows the conv part, so only
+        # input_size x input_size images fit; global-pooling nets accept any size.
+        self.fixed_size = fixed_size
+        self.default_cfg: dict[str, Any] = {
+            "arch": arch,
+            "input_size": input_size,
+            "in_chans": in_chans,
+            "num_classes": num_classes,
+            "paper": paper,
+            **extra_cfg,
+        }
+
+    @property
+    def num_features(self) -> int:
+        """D, the width of the vector fed into the head."""
+        return int(self.head.in_features)
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise a clear error when ``x`` is not a (B, in_chans, H, W) batch this model takes."""
+        if not isinstance(x, torch.Tensor):  # e.g. an FX proxy while tracing: nothing to check
+            return
+        name = self.default_cfg["arch"]
+        side = self.input_size
+        want = f"(B, {self.in_chans}, {side}, {side})" if self.fixed_size else "(B, C, H, W)"
+        if x.dim() != 4:
+            raise ValueError(f"{name} expects a 4-D batch {want}, got shape {tuple(x.shape)}")
+        if x.shape[1] != self.in_chans:
+            raise ValueError(
+                f"{name} was built for in_chans={self.in_chans} but got {x.shape[1]} channels "
+                f"(input shape {tuple(x.shape)})"
+            )
+        if self.fixed_size and tuple(x.shape[2:]) != (side, side):
+            raise ValueError(
+                f"{name} was built for input_size={side} (its FC size depends on it) but got "
+                f"{tuple(x.shape[2:])} images; rebuild it with input_size matching the data"
+            )
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.forward_features(x))
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Swap in a fresh ``Linear(D, num_classes)`` head (fine-tuning, Handbook §11.2.5)."""
+        check_positive_int("num_classes", num_classes)
+        ref = next(self.head.parameters())
+        self.head = nn.Linear(self.num_features, num_classes, device=ref.device, dtype=ref.dtype)
+        self.num_classes = num_classes
+        self.default_cfg["num_classes"] = num_classes
+
+
+def check_positive_int(option: str, value: object) -> int:
+    """``value`` if it is an int >= 1, else a ValueError naming ``option``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{option} must be a positive integer, got {value!r}")
+    return value
+
+
+def check_choice(option: str, value: object, choices: Sequence[object]) -> Any:
+    """``value`` if it is one of ``choices``, else a ValueError listing them."""
+    if value not in choices:
+        raise ValueError(f"{option} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+    return value
+
+
+def check_probability(option: str, value: object) -> float:
+    """``value`` if it is a number in [0, 1), else a ValueError (dropout rates)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise ValueError(f"{option} must be a number in [0, 1), got {value!r}")
+    return float(value)
+
+
+def check_width(width: object) -> float:
+    """``width`` if it is a positive number (a channel-width multiplier), else a ValueError."""
+    if isinstance(width, bool) or not isinstance(width, (int, float)) or width <= 0:
+        raise ValueError(f"width must be a positive number, got {width!r}")
+    return float(width)
+
+
+def scale_width(channels: int, width: float, multiple: int = 1) -> int:
+    """``channels * width`` rounded to a positive multiple of ``multiple`` (exact at width 1)."""
+    return max(multiple, round(channels * width / multiple) * multiple)
+
+
+def resolve_stem(stem: str, input_size: int) -> str:
+    """Map ``stem`` ("auto" | "imagenet" | "small") to the concrete stem for ``input_size``."""
+    check_choice("stem", stem, STEMS)
+    if stem == "auto":
+        return "imagenet" if input_size >= IMAGENET_STEM_MIN_SIZE else "small"
+    return stem
+
+
+def check_common(num_classes: int, in_chans: int, input_size: int) -> None:
+    """Validate the three options every builder takes."""
+    check_positive_int("num_classes", num_classes)
+    check_positive_int("in_chans", in_chans)
+    check_positive_int("input_size", input_size)
+
+
+def too_small(arch: str, input_size: int, need: int, hint: str = "") -> ValueError:
+    """The error for an input side that collapses a feature map to nothing."""
+    extra = f"; {hint}" if hint else ""
+    return ValueError(f"{arch}: input_size={input_size} is too small (needs >= {need}){extra}")

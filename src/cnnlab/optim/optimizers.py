@@ -1,0 +1,150 @@
+"""Optimisers by name (handbook §11.2.4), all torch's own implementations.
+
+Builder contract: ``builder(*, params, lr, weight_decay, **options) -> torch.optim.Optimizer``.
+``build_optimizer`` splits the model's parameters into two groups so that weight decay (the l2
+regulariser of §10.1) skips normalisation weights and biases unless asked otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from cnnlab.registry import OPTIMIZERS
+
+_NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
+
+
+def param_groups(
+    model: nn.Module, weight_decay: float, decay_norm_and_bias: bool = False
+) -> list[dict[str, Any]]:
+    """Two groups: decayed weights, and norm/bias parameters without decay."""
+    if decay_norm_and_bias or weight_decay == 0:
+        return [{"params": [p for p in model.parameters() if p.requires_grad]}]
+    decay, no_decay = [], []
+    for module in model.modules():
+        for name, p in module.named_parameters(recurse=False):
+            if not p.requires_grad:
+                continue
+            is_bias = name.endswith("bias") or p.ndim <= 1
+            (no_decay if is_bias or isinstance(module, _NORM_TYPES) else decay).append(p)
+    groups = [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
+def build_optimizer(model: nn.Module, cfg: Any) -> torch.optim.Optimizer:
+    """Optimiser from an ``OptimConfig``: name, lr, weight_decay, params."""
+    groups = param_groups(model, cfg.weight_decay, cfg.decay_norm_and_bias)
+    return OPTIMIZERS.build(
+        cfg.name, params=groups, lr=cfg.lr, weight_decay=cfg.weight_decay, **dict(cfg.params)
+    )
+
+
+Params = Iterable[Any]
+
+
+@OPTIMIZERS.register("sgd")
+def sgd(
+    *,
+    params: Params,
+    lr: float,
+    weight_decay: float = 0.0,
+    momentum: float = 0.0,
+    nesterov: bool = False,
+    dampening: float = 0.0,
+) -> torch.optim.Optimizer:
+    """Mini-batch SGD, w <- w - lr * g (§1.4, eq. 1.6); momentum/nesterov optional."""
+    return torch.optim.SGD(
+        params,
+        lr=lr,
+        momentum=momentum,
+        nesterov=nesterov,
+        dampening=dampening,
+        weight_decay=weight_decay,
+    )
+
+
+@OPTIMIZERS.register("momentum")
+def momentum(
+    *, params: Params, lr: float, weight_decay: float = 0.0, momentum: float = 0.9
+) -> torch.optim.Optimizer:
+    """SGD with momentum mu = 0.9, v <- mu v + g; w <- w - lr v (§11.2.4)."""
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+
+@OPTIMIZERS.register("nesterov")
+def nesterov(
+    *, params: Params, lr: float, weight_decay: float = 0.0, momentum: float = 0.9
+) -> torch.optim.Optimizer:
+    """Nesterov momentum (mu = 0.9): the gradient is taken at the look-ahead point (§11.2.4)."""
+    return torch.optim.SGD(
+        params, lr=lr, momentum=momentum, nesterov=True, weight_decay=weight_decay
+    )
+
+
+@OPTIMIZERS.register("adagrad")
+def adagrad(
+    *, params: Params, lr: float, weight_decay: float = 0.0, eps: float = 1e-6
+) -> torch.optim.Optimizer:
+    """Adagrad: lr / sqrt(sum of squared gradients + eps) per parameter; book eps 1e-6."""
+    return torch.optim.Adagrad(params, lr=lr, eps=eps, weight_decay=weight_decay)
+
+
+@OPTIMIZERS.register("adadelta")
+def adadelta(
+    *, params: Params, lr: float, weight_decay: float = 0.0, rho: float = 0.95, eps: float = 1e-6
+) -> torch.optim.Optimizer:
+    """Adadelta with the book's rho = 0.95, eps = 1e-6 (§11.2.4); set lr = 1.0 for the paper."""
+    return torch.optim.Adadelta(params, lr=lr, rho=rho, eps=eps, weight_decay=weight_decay)
+
+
+@OPTIMIZERS.register("rmsprop")
+def rmsprop(
+    *,
+    params: Params,
+    lr: float,
+    weight_decay: float = 0.0,
+    alpha: float = 0.9,
+    eps: float = 1e-6,
+    momentum: float = 0.0,
+) -> torch.optim.Optimizer:
+    """RMSProp: running mean of g^2 with decay rho = 0.9, eps = 1e-6 (§11.2.4)."""
+    return torch.optim.RMSprop(
+        params, lr=lr, alpha=alpha, eps=eps, momentum=momentum, weight_decay=weight_decay
+    )
+
+
+@OPTIMIZERS.register("adam")
+def adam(
+    *,
+    params: Params,
+    lr: float,
+    weight_decay: float = 0.0,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    eps: float = 1e-8,
+    amsgrad: bool = False,
+) -> torch.optim.Optimizer:
+    """Adam with bias-corrected moments; book defaults beta1 .9, beta2 .999, eps 1e-8."""
+    return torch.optim.Adam(
+        params, lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad
+    )
+
+
+@OPTIMIZERS.register("adamw")
+def adamw(
+    *,
+    params: Params,
+    lr: float,
+    weight_decay: float = 0.0,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    eps: float = 1e-8,
+) -> torch.optim.Optimizer:
+    """Adam with decoupled weight decay (Loshchilov & Hutter 2019)."""
+    return torch.optim.AdamW(
+        params, lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay
+    )

@@ -1,0 +1,64 @@
+"""The hardware/software line of every run and report (what produced these numbers)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import cnnlab
+
+
+@cache
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_capability() -> str:
+    try:
+        return torch.backends.cpu.get_cpu_capability()
+    except Exception:  # older torch
+        return "unknown"
+
+
+def environment_info(device: torch.device | None = None) -> dict[str, Any]:
+    """Versions and hardware, JSON-able."""
+    import numpy
+
+    info: dict[str, Any] = {
+        "cnnlab": cnnlab.__version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "platform": platform.platform(),
+        "cpu": cpu_model(),
+        "cpu_capability": cpu_capability(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": str(device) if device is not None else "cpu",
+        "executable": sys.executable,
+    }
+    if device is not None and device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def environment_line(info: dict[str, Any]) -> str:
+    """One human line: CPU, cores, device, versions."""
+    dev = info.get("gpu") or info.get("device", "cpu")
+    return (
+        f"{info['cpu']} ({info['cpu_count']} cores, {info['cpu_capability']}), device {dev}, "
+        f"{info['torch_threads']} threads; Python {info['python']}, torch {info['torch']}, "
+        f"cnnlab {info['cnnlab']}"
+    )

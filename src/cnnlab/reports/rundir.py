@@ -1,0 +1,85 @@
+"""The run directory: one folder per training run, written so that nothing is half-written.
+
+Layout (DESIGN.md): ``config.yaml``, ``env.json``, ``history.csv``, ``metrics.json``,
+``checkpoint.safetensors`` (weights, optimiser, RNG and metadata), ``figures/``, ``report.html``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from cnnlab.engine.checkpoint import atomic_write_text
+
+
+class RunDirError(ValueError):
+    """A run directory that cannot be used as asked (exists, missing, not a run)."""
+
+
+class RunDir:
+    CONFIG = "config.yaml"
+    ENV = "env.json"
+    HISTORY = "history.csv"
+    METRICS = "metrics.json"
+    CHECKPOINT = "checkpoint.safetensors"
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.path / self.CHECKPOINT
+
+    @property
+    def figures(self) -> Path:
+        return self.path / "figures"
+
+    def create(self, *, resume: bool = False) -> RunDir:
+        """Make the directory; refuse to reuse one that holds a run unless resuming."""
+        if resume:
+            if not self.checkpoint.is_file():
+                raise RunDirError(f"--resume: no checkpoint in {self.path} (nothing to resume)")
+            return self
+        if self.path.exists() and any(
+            (self.path / f).exists() for f in (self.CHECKPOINT, self.METRICS, self.HISTORY)
+        ):
+            raise RunDirError(
+                f"{self.path} already holds a run; pass --resume to continue it or choose "
+                "another --out directory (nothing was overwritten)"
+            )
+        self.path.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def write_text(self, name: str, text: str) -> Path:
+        path = self.file(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, text)
+        return path
+
+    def write_json(self, name: str, data: Any) -> Path:
+        return self.write_text(name, json.dumps(clean_json(data), indent=2) + "\n")
+
+    def read_json(self, name: str) -> Any:
+        path = self.file(name)
+        if not path.is_file():
+            raise RunDirError(f"{path}: not found (is {self.path} a cnnlab run directory?)")
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise RunDirError(f"{path}: not valid JSON ({err})") from None
+
+
+def clean_json(obj: Any) -> Any:
+    """Replace NaN/inf (not valid JSON) by None, recursively."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: clean_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [clean_json(v) for v in obj]
+    return obj

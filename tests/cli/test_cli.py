@@ -1,0 +1,102 @@
+"""The command line, in-process, into temporary directories."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cnnlab.cli.main import main
+
+TINY = [
+    "--dataset", "synthetic", "--model", "cnn1", "--epochs", "1", "--no-progress",
+    "--set", "data.params.train_size=128", "--set", "data.params.test_size=32",
+    "--set", "data.params.image_size=12", "--set", "data.batch_size=32",
+]  # fmt: skip
+
+
+def _last_json(out: str) -> dict:
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_train_then_eval_report_the_same_metrics(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "--out", str(run), "--json"]) == 0
+    trained = _last_json(capsys.readouterr().out)
+    for key in ("test_acc", "test_loss", "params", "train_seconds"):
+        assert key in trained
+    assert main(["eval", str(run), "--json"]) == 0
+    evaluated = _last_json(capsys.readouterr().out)
+    assert evaluated["test_acc"] == trained["test_acc"]
+    assert evaluated["test_loss"] == pytest.approx(trained["test_loss"], rel=1e-6)
+    assert evaluated["params"] == trained["params"]
+
+
+def test_existing_run_is_not_overwritten(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "--out", str(run)]) == 0
+    before = (run / "checkpoint.safetensors").read_bytes()
+    assert main(["train", *TINY, "--out", str(run)]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert (run / "checkpoint.safetensors").read_bytes() == before
+
+
+def test_resume_extends_a_finished_run(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "--out", str(run)]) == 0
+    assert main(["train", "--resume", "--out", str(run), "--epochs", "2", "--json"]) == 0
+    assert _last_json(capsys.readouterr().out)["epochs"] == 2
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "--model", "resnet21", "--epochs", "1"], "unknown model 'resnet21'"),
+        (["train", "--set", "optim.lr=-1"], "optim.lr: expected a learning rate > 0"),
+        (["train", "--resume"], "holds no cnnlab run"),
+        (["summary", "cnn2", "--input", "28x28"], "expected CxHxW"),
+        (["eval", "/nonexistent/run"], "checkpoint not found"),
+        (["train", "--dataset", "mnist", "--data-dir", "/nonexistent"], "/nonexistent"),
+    ],
+)
+def test_errors_are_one_clear_line(argv, message, capsys, tmp_path):
+    assert main([*argv, "--out", str(tmp_path / "r")] if argv[0] == "train" else argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cnnlab: error:") and message in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "r" / "checkpoint.safetensors").exists()
+
+
+def test_summary_json_and_table(capsys):
+    assert main(["summary", "cnn2", "--input", "1x28x28", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["params"] == 1_199_882 and info["macs"] == 11_992_448
+    layer = info["layers"][0]
+    assert set(layer) == {
+        "name",
+        "type",
+        "output_shape",
+        "params",
+        "macs",
+        "receptive_field",
+        "jump",
+    }
+    assert main(["summary", "resnet20", "--input", "3x32x32"]) == 0
+    assert "Total params" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("kind", ["models", "datasets", "losses", "optimizers", "schedules"])
+def test_list_one_per_line(kind, capsys):
+    assert main(["list", kind]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) >= 1 and all(line.split()[0].islower() for line in lines)
+
+
+def test_python_dash_m_entry_point():
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "cnnlab", "--version"], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.startswith("cnnlab ")

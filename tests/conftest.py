@@ -1,0 +1,57 @@
+"""Shared fixtures: tiny synthetic runs, the shared Fashion-MNIST copy when present."""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+import pytest
+
+from cnnlab.config import build_config
+
+SHARED_FMNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "fashion-mnist"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Never read or write the real per-user cache or CNNLAB_DATA from tests."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("CNNLAB_DATA", raising=False)
+
+
+@pytest.fixture
+def fmnist_dir() -> Path:
+    path = Path(os.environ.get("CNNLAB_TEST_FMNIST", SHARED_FMNIST))
+    if not (path / "train-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"full Fashion-MNIST not found at {path}")
+    return path
+
+
+TINY = {
+    "data": {
+        "dataset": "synthetic",
+        "batch_size": 32,
+        "eval_batch_size": 64,
+        "params": {"train_size": 256, "test_size": 64, "image_size": 12, "num_classes": 4},
+    },
+    "model": {"name": "cnn1"},
+    "train": {"epochs": 2, "progress": False},
+}
+
+
+def tiny_config(**sections):
+    """A config that trains in well under a second on synthetic 12x12 images."""
+    tree = copy.deepcopy(TINY)
+    for key, value in sections.items():
+        if isinstance(value, dict):
+            tree.setdefault(key, {}).update(value)
+        else:
+            tree[key] = value
+    return build_config(tree)
+
+
+@pytest.fixture
+def tiny_cfg():
+    return tiny_config
