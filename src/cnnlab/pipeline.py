@@ -29,7 +29,7 @@ from cnnlab.models import create_model
 from cnnlab.optim.optimizers import build_optimizer
 from cnnlab.optim.schedules import build_scheduler
 from cnnlab.reports.environment import environment_info
-from cnnlab.reports.predictions import save_predictions
+from cnnlab.reports.predictions import save_examples, save_predictions
 from cnnlab.reports.rundir import RunDir
 
 Log = Callable[[str], None]
@@ -178,6 +178,7 @@ def run_training(
         keep_outputs=True,
     )
     save_predictions(rd.file("predictions.safetensors"), final)
+    save_examples(rd.file("examples.safetensors"), dataset.test_images, final.targets, final.probs)
     metrics = final_metrics(cfg, data, runtime, state, final, model)
     rd.write_json(RunDir.METRICS, metrics)
     return metrics

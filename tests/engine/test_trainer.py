@@ -73,3 +73,13 @@ def test_resume_is_exact(tmp_path, tiny_cfg, kill_at):
         assert torch.equal(value, b.model_state()[key]), key
     assert _strip_times(a.meta["state"]["history"]) == _strip_times(b.meta["state"]["history"])
     assert resumed["test_acc"] == ref["test_acc"] and resumed["test_loss"] == ref["test_loss"]
+
+
+def test_examples_are_spread_over_classes():
+    from cnnlab.reports.predictions import pick_examples
+
+    targets = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2])
+    preds = torch.tensor([0, 0, 1, 1, 0, 2, 2, 0])
+    good, bad = pick_examples(targets, preds, k=4)
+    assert good.tolist() == [0, 3, 5, 1]  # class 0, 1, 2, then the second of class 0
+    assert bad.tolist() == [2, 4, 7]

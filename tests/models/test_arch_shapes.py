@@ -210,3 +210,22 @@ def test_bottleneck_vs_two_3x3_weights(plain: bool) -> None:
     shortcut = None if plain else "B"
     assert conv_weights(Bottleneck(256, 64, 1, activation="relu", shortcut=shortcut)) == 69_632
     assert conv_weights(BasicBlock(256, 256, 1, activation="relu", shortcut=shortcut)) == 1_179_648
+
+
+def test_auto_stem_threshold() -> None:
+    def stem_of(name: str, size: int) -> str:
+        return meta_model(name, num_classes=10, in_chans=3, input_size=size).default_cfg["stem"]
+
+    for name in ("alexnet", "vgg11", "resnet18"):
+        assert stem_of(name, 95) == "small" and stem_of(name, 96) == "imagenet", name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "size"), [("alexnet", 227), ("resnet50", 224)])
+def test_real_forward_backward_at_paper_size(name: str, size: int) -> None:
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=1000, in_chans=3)
+    out = model(torch.randn(1, 3, size, size))
+    assert out.shape == (1, 1000) and torch.isfinite(out).all()
+    out.logsumexp(1).sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())

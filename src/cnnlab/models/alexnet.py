@@ -55,6 +55,35 @@ def _final_side(input_size: int, stem: str) -> int:
     return side
 
 
+def _make_features(
+    in_chans: int, stem: str, activation: str, lrn: bool, groups: int, width: float
+) -> nn.Sequential:
+    """conv1 .. pool5 of Table 3.1 (conv -> act -> pool -> LRN ordering)."""
+    c1, c2, c3, c4, c5 = (scale_width(c, width, groups) for c in CONV_WIDTHS)
+    if stem == "imagenet":
+        conv1 = nn.Conv2d(in_chans, c1, 11, stride=4)
+    else:
+        conv1 = nn.Conv2d(in_chans, c1, 3, stride=1, padding=1)
+    layers: list[tuple[str, nn.Module]] = [
+        ("conv1", conv1),
+        ("act1", make_activation(activation)),
+        ("pool1", nn.MaxPool2d(3, 2)),
+        *([("lrn1", _lrn())] if lrn else []),
+        ("conv2", nn.Conv2d(c1, c2, 5, padding=2, groups=groups)),
+        ("act2", make_activation(activation)),
+        ("pool2", nn.MaxPool2d(3, 2)),
+        *([("lrn2", _lrn())] if lrn else []),
+        ("conv3", nn.Conv2d(c2, c3, 3, padding=1)),
+        ("act3", make_activation(activation)),
+        ("conv4", nn.Conv2d(c3, c4, 3, padding=1, groups=groups)),
+        ("act4", make_activation(activation)),
+        ("conv5", nn.Conv2d(c4, c5, 3, padding=1, groups=groups)),
+        ("act5", make_activation(activation)),
+        ("pool5", nn.MaxPool2d(3, 2)),
+    ]
+    return nn.Sequential(OrderedDict(layers))
+
+
 class AlexNet(ImageClassifier):
     """AlexNet with optional LRN, two-way grouping, width scaling and a small-input stem."""
 
@@ -86,30 +115,9 @@ class AlexNet(ImageClassifier):
         if side < 1:
             need = 67 if stem == "imagenet" else 15
             raise too_small("alexnet", input_size, need, f"stem={stem!r}")
-        c1, c2, c3, c4, c5 = (scale_width(c, width, groups) for c in CONV_WIDTHS)
+        c5 = scale_width(CONV_WIDTHS[-1], width, groups)
         fc = scale_width(FC_WIDTH, width)
-        if stem == "imagenet":
-            conv1 = nn.Conv2d(in_chans, c1, 11, stride=4)
-        else:
-            conv1 = nn.Conv2d(in_chans, c1, 3, stride=1, padding=1)
-        layers: list[tuple[str, nn.Module]] = [
-            ("conv1", conv1),
-            ("act1", make_activation(activation)),
-            ("pool1", nn.MaxPool2d(3, 2)),
-            *([("lrn1", _lrn())] if lrn else []),
-            ("conv2", nn.Conv2d(c1, c2, 5, padding=2, groups=groups)),
-            ("act2", make_activation(activation)),
-            ("pool2", nn.MaxPool2d(3, 2)),
-            *([("lrn2", _lrn())] if lrn else []),
-            ("conv3", nn.Conv2d(c2, c3, 3, padding=1)),
-            ("act3", make_activation(activation)),
-            ("conv4", nn.Conv2d(c3, c4, 3, padding=1, groups=groups)),
-            ("act4", make_activation(activation)),
-            ("conv5", nn.Conv2d(c4, c5, 3, padding=1, groups=groups)),
-            ("act5", make_activation(activation)),
-            ("pool5", nn.MaxPool2d(3, 2)),
-        ]
-        self.features = nn.Sequential(OrderedDict(layers))
+        self.features = _make_features(in_chans, stem, activation, lrn, groups, width)
         self.classifier = nn.Sequential(
             OrderedDict(
                 fc6=nn.Linear(c5 * side * side, fc),  # 6*6*256 = 9216 inputs at 227

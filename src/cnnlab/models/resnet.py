@@ -23,7 +23,7 @@ Init: He normal (fan_out) for convs, BN weight 1 / bias 0, torch default for the
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -214,12 +214,41 @@ def _check(
     check_width(width)
 
 
-def _register_imagenet(depth: int) -> None:
+def _build_imagenet(
+    depth: int,
+    *,
+    num_classes: int,
+    in_chans: int,
+    input_size: int,
+    activation: str,
+    stem: str,
+    shortcut: str,
+    plain: bool,
+    width: float,
+    stride_in_1x1: bool = True,
+) -> ResNet:
     block, layers = IMAGENET_DEPTHS[depth]
-    name = f"resnet{depth}"
-    common = dict(arch=name, block=block, layers=layers, widths=(64, 128, 256, 512), stem_width=64)
+    _check(num_classes, in_chans, input_size, activation, shortcut, width)
+    return ResNet(
+        arch=f"resnet{depth}",
+        block=block,
+        layers=layers,
+        widths=(64, 128, 256, 512),
+        stem=resolve_stem(stem, input_size),
+        stem_width=64,
+        num_classes=num_classes,
+        in_chans=in_chans,
+        input_size=input_size,
+        activation=activation,
+        shortcut=shortcut,
+        plain=bool(plain),
+        width=float(width),
+        stride_in_1x1=bool(stride_in_1x1),
+    )
 
-    def basic(
+
+def _basic_builder(depth: int) -> Callable[..., ResNet]:
+    def builder(
         *,
         num_classes: int = 1000,
         in_chans: int = 3,
@@ -230,21 +259,16 @@ def _register_imagenet(depth: int) -> None:
         plain: bool = False,
         width: float = 1.0,
     ) -> ResNet:
-        _check(num_classes, in_chans, input_size, activation, shortcut, width)
-        stem = resolve_stem(stem, input_size)
-        return ResNet(
-            **common,
-            stem=stem,
-            num_classes=num_classes,
-            in_chans=in_chans,
-            input_size=input_size,
-            activation=activation,
-            shortcut=shortcut,
-            plain=bool(plain),
-            width=float(width),
-        )
+        return _build_imagenet(
+            depth, num_classes=num_classes, in_chans=in_chans, input_size=input_size,
+            activation=activation, stem=stem, shortcut=shortcut, plain=plain, width=width,
+        )  # fmt: skip
 
-    def bottleneck(
+    return builder
+
+
+def _bottleneck_builder(depth: int) -> Callable[..., ResNet]:
+    def builder(
         *,
         num_classes: int = 1000,
         in_chans: int = 3,
@@ -256,22 +280,19 @@ def _register_imagenet(depth: int) -> None:
         width: float = 1.0,
         stride_in_1x1: bool = True,
     ) -> ResNet:
-        _check(num_classes, in_chans, input_size, activation, shortcut, width)
-        stem = resolve_stem(stem, input_size)
-        return ResNet(
-            **common,
-            stem=stem,
-            num_classes=num_classes,
-            in_chans=in_chans,
-            input_size=input_size,
-            activation=activation,
-            shortcut=shortcut,
-            plain=bool(plain),
-            width=float(width),
-            stride_in_1x1=bool(stride_in_1x1),
-        )
+        return _build_imagenet(
+            depth, num_classes=num_classes, in_chans=in_chans, input_size=input_size,
+            activation=activation, stem=stem, shortcut=shortcut, plain=plain, width=width,
+            stride_in_1x1=stride_in_1x1,
+        )  # fmt: skip
 
-    builder = bottleneck if block == "bottleneck" else basic
+    return builder
+
+
+def _register_imagenet(depth: int) -> None:
+    block, layers = IMAGENET_DEPTHS[depth]
+    name = f"resnet{depth}"
+    builder = (_bottleneck_builder if block == "bottleneck" else _basic_builder)(depth)
     builder.__name__ = builder.__qualname__ = name
     builder.__doc__ = (
         f"ResNet-{depth} for ImageNet (He et al. 2016), {block} blocks {list(layers)}.\n\n"
@@ -279,6 +300,11 @@ def _register_imagenet(depth: int) -> None:
         "'auto' (imagenet from 96 px up). shortcut: 'B' (1x1 projection where the shape "
         "changes) or 'A' (zero-padding). plain=True removes all shortcuts. width scales all "
         "channel widths (1.0 = the paper)."
+        + (
+            " stride_in_1x1=False moves the stride to the 3x3 conv."
+            if block == "bottleneck"
+            else ""
+        )
     )
     MODELS.register(name)(builder)
 
