@@ -39,7 +39,8 @@ def cmd_compare(args) -> int:
         args.preset, models=models, config_file=args.config, overrides=args.overrides,
         epochs=args.epochs, data_dir=args.data_dir,
     )
-    out = Path(args.out or Path("runs") / "compare" / f"{preset.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = Path(args.out) if args.out else Path("runs") / "compare" / f"{preset.name}-{stamp}"
     log(f"compare: preset {preset.name}, {len(plan)} models x {args.seeds} seed(s) -> {out}")
     command = "cnnlab " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     results = run_compare(preset, plan, out, seeds=args.seeds, command=command, log=log,
@@ -53,5 +54,5 @@ def cmd_compare(args) -> int:
 
         log(f"report: {build_compare_report(out)}")
     if args.json:
-        print_json({"out": str(out), "rows": results["rows"], "wall_seconds": results["wall_seconds"]})
+        print_json({k: results[k] for k in ("rows", "wall_seconds")} | {"out": str(out)})
     return 0
