@@ -142,8 +142,9 @@ def _train_or_reuse(
             return rd.read_json(RunDir.METRICS)
         if rd.checkpoint.is_file():
             log(f"{prefix}resuming the interrupted run in {run_dir}")
-            return run_training(cfg, run_dir, resume=True, log=log, stream=stream,
-                                progress_prefix=prefix)
+            return run_training(
+                cfg, run_dir, resume=True, log=log, stream=stream, progress_prefix=prefix
+            )
     return run_training(cfg, run_dir, log=log, stream=stream, progress_prefix=prefix)
 
 

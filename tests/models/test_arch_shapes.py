@@ -13,6 +13,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from cnnlab.models import create_model
 from cnnlab.models.resnet import BasicBlock, Bottleneck
 from cnnlab.nn import LocalResponseNorm, ShortcutA
+from cnnlab.nn.dropout import Dropout
 
 
 def meta_model(name: str, **kw: object) -> nn.Module:
@@ -52,7 +53,7 @@ def test_alexnet_table_3_1_shapes() -> None:
     lrn = model.features.lrn1
     assert isinstance(lrn, LocalResponseNorm)
     assert (lrn.k, lrn.size, lrn.alpha, lrn.beta, lrn.alpha_over_n) == (2.0, 5, 1e-4, 0.75, False)
-    assert [m.p for m in model.classifier if isinstance(m, nn.Dropout)] == [0.5, 0.5]
+    assert [m.p for m in model.classifier if isinstance(m, Dropout)] == [0.5, 0.5]
     assert model.features.conv1.stride == (4, 4) and model.features.conv1.kernel_size == (11, 11)
     assert model(torch.empty(2, 3, 227, 227, device="meta")).shape == (2, 1000)
 
@@ -132,7 +133,7 @@ def test_vgg_small_stem_and_options() -> None:
 def test_vgg_small_case_study_layout() -> None:
     model = create_model("vgg_small", num_classes=10, in_chans=1, input_size=28)
     kinds = [type(m) for m in model.classifier]
-    assert kinds == [nn.Linear, nn.BatchNorm1d, nn.ReLU, nn.Dropout] * 2
+    assert kinds == [nn.Linear, nn.BatchNorm1d, nn.ReLU, Dropout] * 2
     assert model.classifier.fc1.in_features == 1152 and model.head.in_features == 128
     assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == 6
 

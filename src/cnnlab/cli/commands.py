@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cnnlab.cli import compare_cmd, data_cmd, inspect_cmd, train_cmd
+from cnnlab.cli import compare_cmd, data_cmd, inspect_cmd, report_cmd, train_cmd
 
 REGISTRATIONS = [
     train_cmd.register_train,
@@ -10,5 +10,6 @@ REGISTRATIONS = [
     inspect_cmd.register_summary,
     inspect_cmd.register_list,
     data_cmd.register,
+    report_cmd.register,
     compare_cmd.register,
 ]

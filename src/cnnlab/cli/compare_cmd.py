@@ -18,7 +18,11 @@ def register(sub) -> None:
     p.add_argument("--models", help="comma-separated subset/extra models, e.g. cnn1,cnn2")
     p.add_argument("--config", metavar="FILE", help="YAML applied on top of every recipe")
     p.add_argument(
-        "--set", dest="overrides", metavar="SECTION.KEY=VALUE", action="append", default=[],
+        "--set",
+        dest="overrides",
+        metavar="SECTION.KEY=VALUE",
+        action="append",
+        default=[],
         help="override a value in every recipe (repeatable)",
     )
     p.add_argument("--seeds", type=int, default=1, help="seeds per model (mean ± std)")
@@ -36,19 +40,26 @@ def cmd_compare(args) -> int:
 
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
     preset, plan = plan_compare(
-        args.preset, models=models, config_file=args.config, overrides=args.overrides,
-        epochs=args.epochs, data_dir=args.data_dir,
+        args.preset,
+        models=models,
+        config_file=args.config,
+        overrides=args.overrides,
+        epochs=args.epochs,
+        data_dir=args.data_dir,
     )
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = Path(args.out) if args.out else Path("runs") / "compare" / f"{preset.name}-{stamp}"
     log(f"compare: preset {preset.name}, {len(plan)} models x {args.seeds} seed(s) -> {out}")
     command = "cnnlab " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    results = run_compare(preset, plan, out, seeds=args.seeds, command=command, log=log,
-                          stream=sys.stderr)
+    results = run_compare(
+        preset, plan, out, seeds=args.seeds, command=command, log=log, stream=sys.stderr
+    )
     width = max(len(r["model"]) for r in results["rows"])
     for r in results["rows"]:
-        print(f"{r['model']:<{width}}  {format_acc(r):>16}  {r['params']:>12,} params  "
-              f"{r['train_seconds']:>8.0f} s")
+        print(
+            f"{r['model']:<{width}}  {format_acc(r):>16}  {r['params']:>12,} params  "
+            f"{r['train_seconds']:>8.0f} s"
+        )
     if not args.no_report:
         from cnnlab.reports.html import build_compare_report
 

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from cnnlab import __version__
 from cnnlab.cli import commands
 from cnnlab.cli.errors import run_guarded
+from cnnlab.engine.allocator import tune_allocator
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(list(argv) if argv is not None else None)
+    tune_allocator()  # process-wide, so it belongs to the entry point
     return run_guarded(lambda: args.func(args))
 
 

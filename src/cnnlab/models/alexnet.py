@@ -34,6 +34,7 @@ from cnnlab.models.base import (
     too_small,
 )
 from cnnlab.nn.activations import check_activation, make_activation
+from cnnlab.nn.dropout import Dropout
 from cnnlab.nn.layers import LocalResponseNorm, conv_out_size
 from cnnlab.registry import MODELS
 
@@ -122,10 +123,10 @@ class AlexNet(ImageClassifier):
             OrderedDict(
                 fc6=nn.Linear(c5 * side * side, fc),  # 6*6*256 = 9216 inputs at 227
                 act6=make_activation(activation),
-                drop6=nn.Dropout(dropout),
+                drop6=Dropout(dropout),
                 fc7=nn.Linear(fc, fc),
                 act7=make_activation(activation),
-                drop7=nn.Dropout(dropout),
+                drop7=Dropout(dropout),
             )
         )
         self.head = nn.Linear(fc, num_classes)

@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from cnnlab.models.base import ImageClassifier, check_common, check_probability, too_small
-from cnnlab.nn.activations import check_activation, make_activation
+from cnnlab.nn.activations import check_activation, is_monotone, make_activation
+from cnnlab.nn.dropout import Dropout
 from cnnlab.nn.layers import conv_out_size
 from cnnlab.registry import MODELS
 
@@ -32,10 +33,15 @@ class OneConvNet(ImageClassifier):
         self.act = make_activation(activation)
         self.pool = nn.MaxPool2d(2)
         self.head = nn.Linear(32 * side * side, num_classes)  # 5408 inputs at 28x28
+        # act(pool(x)) == pool(act(x)) for a non-decreasing act; pooling first does the
+        # activation (forward and backward) on a quarter of the elements.
+        self.pool_first = is_monotone(activation)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
-        return self.pool(self.act(self.conv(x))).flatten(1)  # (B, 32, s, s) -> (B, 32*s*s)
+        x = self.conv(x)
+        x = self.act(self.pool(x)) if self.pool_first else self.pool(self.act(x))
+        return x.flatten(1)  # (B, 32, s, s) -> (B, 32*s*s)
 
 
 class TwoConvNet(ImageClassifier):
@@ -62,17 +68,19 @@ class TwoConvNet(ImageClassifier):
         side = conv_out_size(input_size - 4, 2, 2)  # two valid 3x3 convs, then 2x2 pool
         if side < 1:
             raise too_small("cnn2", input_size, 6)
+        # conv -> act -> pool computed as conv -> pool -> act when act is non-decreasing: the
+        # same function (max commutes with it), with a quarter of the activation work.
+        pool_act = [nn.MaxPool2d(2), make_activation(activation)]
         self.features = nn.Sequential(
             nn.Conv2d(in_chans, 32, 3),
             make_activation(activation),
             nn.Conv2d(32, 64, 3),
-            make_activation(activation),
-            nn.MaxPool2d(2),
-            nn.Dropout(conv_dropout),
+            *(pool_act if is_monotone(activation) else pool_act[::-1]),
+            Dropout(conv_dropout),
             nn.Flatten(),  # (B, 64, s, s) -> (B, 64*s*s); 9216 at 28x28
             nn.Linear(64 * side * side, 128),
             make_activation(activation),
-            nn.Dropout(dropout),
+            Dropout(dropout),
         )
         self.head = nn.Linear(128, num_classes)
 

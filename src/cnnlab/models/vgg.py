@@ -36,6 +36,7 @@ from cnnlab.models.base import (
     too_small,
 )
 from cnnlab.nn.activations import check_activation, make_activation
+from cnnlab.nn.dropout import Dropout
 from cnnlab.nn.layers import ConvBNAct, conv_out_size
 from cnnlab.registry import MODELS
 
@@ -111,7 +112,7 @@ class VGG(ImageClassifier):
             if bn:
                 layers[f"bn{i + 1}"] = nn.BatchNorm1d(w)
             layers[f"act{i + 1}"] = make_activation(activation)
-            layers[f"drop{i + 1}"] = nn.Dropout(dropout)
+            layers[f"drop{i + 1}"] = Dropout(dropout)
             in_features = w
         return nn.Sequential(layers)
 

@@ -87,3 +87,13 @@ def check_activation(name: str) -> str:
     """Return ``name`` if it is a registered activation, else raise a registry error."""
     make_activation(name)
     return name
+
+
+# Activations that are non-decreasing with their default options, so they commute with max
+# pooling: act(max(a, b)) == max(act(a), act(b)). Models use this to pool first.
+MONOTONE = frozenset({"relu", "tanh", "sigmoid", "leaky_relu", "elu", "lecun_tanh"})
+
+
+def is_monotone(name: str) -> bool:
+    """True if activation ``name`` is non-decreasing (PReLU may learn a negative slope)."""
+    return name in MONOTONE

@@ -38,9 +38,9 @@ def results_csv(rows: list[dict[str, Any]]) -> str:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow([key for key, _ in COLUMNS] + ["seeds"])
     for row in rows:
-        writer.writerow([_plain(row.get(key)) for key, _ in COLUMNS] + [
-            " ".join(str(s) for s in row["seeds"])
-        ])
+        writer.writerow(
+            [_plain(row.get(key)) for key, _ in COLUMNS] + [" ".join(str(s) for s in row["seeds"])]
+        )
     return buf.getvalue()
 
 
