@@ -15,6 +15,9 @@ from dataclasses import dataclass
 import torch
 
 Transform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+# sampler(epoch) -> the indices to visit in that epoch (may repeat or omit samples: over- and
+# under-sampling, class-balanced sampling); must be a pure function of the epoch.
+Sampler = Callable[[int], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,7 @@ class BatchLoader:
         drop_last: bool = False,
         channels_last: bool = False,
         transform: Transform | None = None,
+        sampler: Sampler | None = None,
         rank: int = 0,
         world_size: int = 1,
     ) -> None:
@@ -97,14 +101,29 @@ class BatchLoader:
         self.drop_last = drop_last
         self.channels_last = channels_last
         self.transform = transform
+        self.sampler = sampler
+        self._sampled: tuple[int, torch.Tensor] | None = None  # (epoch, sampler output)
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
         self._scale, self._shift = normalizer.scale_shift(self.device)
 
     @property
+    def epoch_size(self) -> int:
+        """Samples visited per epoch over all ranks (a sampler may change it)."""
+        if self.sampler is not None:
+            return int(self._sampler_order().numel())
+        return self.images.shape[0]
+
+    def _sampler_order(self) -> torch.Tensor:
+        assert self.sampler is not None
+        if self._sampled is None or self._sampled[0] != self.epoch:
+            self._sampled = (self.epoch, self.sampler(self.epoch))
+        return self._sampled[1]
+
+    @property
     def num_samples(self) -> int:
         """Samples this rank sees per epoch."""
-        return self.images.shape[0] // self.world_size
+        return self.epoch_size // self.world_size
 
     def __len__(self) -> int:
         n, b = self.num_samples, self.batch_size
@@ -115,9 +134,12 @@ class BatchLoader:
 
     def indices(self) -> torch.Tensor:
         """This rank's sample indices for the current epoch, in order."""
-        n = self.images.shape[0]
-        order = epoch_permutation(n, self.seed, self.epoch) if self.shuffle else torch.arange(n)
-        per_rank = n // self.world_size
+        if self.sampler is not None:
+            order = self._sampler_order()
+        else:
+            n = self.images.shape[0]
+            order = epoch_permutation(n, self.seed, self.epoch) if self.shuffle else torch.arange(n)
+        per_rank = order.numel() // self.world_size
         return order[self.rank * per_rank : (self.rank + 1) * per_rank]
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -95,6 +95,7 @@ class Trainer:
         loss_acc = torch.zeros((), dtype=torch.float64, device=dev)
         correct_acc = torch.zeros((), dtype=torch.int64, device=dev)
         seen = 0
+        n_batches = len(train)
         start = time.perf_counter()
         for x, y in train.iter_from(state.epoch_step):
             with self.runtime.autocast():
@@ -111,14 +112,14 @@ class Trainer:
             seen += y.shape[0]
             state.step += 1
             state.epoch_step += 1
-            if state.epoch_step % self.sync_every == 0 or state.epoch_step == len(train):
+            if state.epoch_step % self.sync_every == 0 or state.epoch_step == n_batches:
                 self._sync(state, loss_acc, correct_acc, seen, start)
                 loss_acc.zero_()
                 correct_acc.zero_()
                 seen, start = 0, time.perf_counter()
             self.emit("on_step_end", state)
             if state.should_stop:
-                return state.epoch_step == len(train)
+                return state.epoch_step == n_batches
         return True
 
     def _sync(self, state: TrainState, loss_acc, correct_acc, seen: int, start: float) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -59,7 +60,7 @@ def build_compare_report(
     results = load_results(root)
     runs = [_first_run(root, row) for row in results["rows"]]
     target = Path(out) if out is not None else root / "report.html"
-    atomic_write_text(target, render_compare_page(results, runs))
+    atomic_write_text(target, render_compare_page(results, runs, root))
     for run in runs:
         for warning in run.warnings() if isinstance(run, RunData) else []:
             if log is not None:
@@ -85,13 +86,15 @@ def _seeds_text(rows: list[dict[str, Any]]) -> str:
     seeds = [tuple(r.get("seeds") or ()) for r in rows]
     if seeds and all(s == seeds[0] for s in seeds) and seeds[0]:
         if len(seeds[0]) == 1:
-            return f"Each model was trained once (seed {seeds[0][0]})."
+            return f"Each model was trained once (seed {seeds[0][0]}). "
         return (
             f"Each model was trained {len(seeds[0])} times (seeds "
-            f"{', '.join(map(str, seeds[0]))}); accuracies are mean ± standard deviation."
+            f"{', '.join(map(str, seeds[0]))}); accuracies are mean ± standard deviation. "
         )
-    counts = sorted({len(s) for s in seeds})
-    return f"Models were trained with {'–'.join(map(str, (counts[0], counts[-1])))} seeds each."
+    counts = sorted({len(s) for s in seeds if s})
+    if not counts:
+        return ""
+    return f"Models were trained with {counts[0]} to {counts[-1]} seeds each. "
 
 
 def best_index(rows: list[dict[str, Any]]) -> int | None:
@@ -105,8 +108,8 @@ def compare_summary(results: dict[str, Any]) -> str:
     best = best_index(rows)
     names = ", ".join(dict.fromkeys(r["model"] for r in rows))
     winner = (
-        f" The most accurate is {rows[best]['model']} with "
-        f"{fmt_pct(rows[best].get('test_acc'), rows[best].get('test_acc_std'))} test accuracy."
+        f"The most accurate is {rows[best]['model']} with "
+        f"{fmt_pct(rows[best].get('test_acc'), rows[best].get('test_acc_std'))} test accuracy. "
         if best is not None
         else ""
     )
@@ -114,7 +117,7 @@ def compare_summary(results: dict[str, Any]) -> str:
         f"This page compares {len(rows)} model{'s' if len(rows) != 1 else ''} ({names}) on "
         f"the {results.get('dataset', '?')} image-classification data (source: "
         f"{results.get('data_source', '?')}), using the preset “{results.get('preset', '?')}”. "
-        f"{_seeds_text(rows)}{winner} The whole comparison took "
+        f"{_seeds_text(rows)}{winner}The whole comparison took "
         f"{fmt_seconds(results.get('wall_seconds'))} of wall time"
         f"{', started ' + str(results['started']) if results.get('started') else ''}."
     )
@@ -148,13 +151,13 @@ def results_table(rows: list[dict[str, Any]]) -> str:
     return table(head, body, row_classes=marks) + f'<p class="muted">{esc(legend)}</p>'
 
 
-def model_part(row: dict[str, Any], run: RunData | str) -> str:
+def model_part(row: dict[str, Any], run: RunData | str, root: Path) -> str:
     """Curves, confusion matrix, examples and weights of one model (its first run)."""
     if isinstance(run, str):
         return note(run, warn=True)
     runs = row.get("runs") or []
     origin = (
-        f"Figures from the run in {run.path.name if not runs else runs[0]}"
+        f"Figures from the run in {os.path.relpath(run.path, root)}"
         f"{f' (1 of {len(runs)} seeds)' if len(runs) > 1 else ''}: test accuracy "
         f"{fmt_pct(run.metrics.get('test_acc'))}, {fmt_si(run.metrics.get('params'))} parameters."
     )
@@ -167,14 +170,14 @@ def model_part(row: dict[str, Any], run: RunData | str) -> str:
     )
 
 
-def render_compare_page(results: dict[str, Any], runs: list[RunData | str]) -> str:
+def render_compare_page(results: dict[str, Any], runs: list[RunData | str], root: Path) -> str:
     """The full HTML page of a comparison."""
     rows = results["rows"]
     taken = {"results", "tradeoff", "notes", "command", "environment"}
     models = []
     for row, run in zip(rows, runs, strict=True):
         label = f"{row['model']} ({row['recipe']})" if row.get("recipe") else row["model"]
-        models.append((slug(label, taken), label, model_part(row, run), "model"))
+        models.append((slug(label, taken), label, model_part(row, run, root), "model"))
     parts = [
         ("results", "Results", results_table(rows), ""),
         ("tradeoff", "Accuracy against cost", _tradeoff_part(rows), ""),
