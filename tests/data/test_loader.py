@@ -128,3 +128,21 @@ def test_bad_inputs_named():
         _loader(torch.zeros(3, 1, 2, 2), torch.zeros(3, dtype=torch.int64))
     with pytest.raises(ValueError, match=r"labels: expected shape \(3,\)"):
         _loader(torch.zeros(3, 1, 2, 2, dtype=torch.uint8), torch.zeros(4, dtype=torch.int64))
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(8, 80), world=st.integers(2, 4), b=st.integers(1, 6))
+def test_rank_batches_form_the_single_process_batches(n, world, b):
+    images = torch.zeros(n, 1, 2, 2, dtype=torch.uint8)
+    labels = torch.zeros(n, dtype=torch.int64)
+    single = _loader(images, labels, batch_size=b * world, shuffle=True, seed=3)
+    ranks = [
+        _loader(images, labels, batch_size=b, shuffle=True, seed=3, rank=r, world_size=world)
+        for r in range(world)
+    ]
+    order = single.indices()
+    steps = n // (b * world)
+    for k in range(steps):
+        together = torch.cat([rl.indices()[k * b : (k + 1) * b] for rl in ranks])
+        assert torch.equal(together, order[k * b * world : (k + 1) * b * world])
+    assert len({len(rl) for rl in ranks}) == 1

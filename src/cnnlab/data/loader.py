@@ -60,8 +60,9 @@ class BatchLoader:
     """Iterate ``(x float, y int64)`` batches of an in-memory image tensor.
 
     ``shuffle`` draws a new permutation every epoch (``set_epoch``); ``rank``/``world_size``
-    give each distributed process a disjoint, equally long shard of that permutation (the
-    tail that does not divide evenly is dropped, so no sample is seen twice in an epoch).
+    give each distributed process a disjoint, equally long shard of that permutation, cut so
+    that one step's per-rank batches form one global batch (``batch_size`` is per rank; the
+    few tail samples that do not divide evenly are dropped, none is seen twice per epoch).
     ``transform(x, generator)`` is a batched augmentation applied on the device.
     """
 
@@ -123,7 +124,8 @@ class BatchLoader:
     @property
     def num_samples(self) -> int:
         """Samples this rank sees per epoch."""
-        return self.epoch_size // self.world_size
+        n, g = self.epoch_size, self.batch_size * self.world_size
+        return (n // g) * self.batch_size + (n % g) // self.world_size
 
     def __len__(self) -> int:
         n, b = self.num_samples, self.batch_size
@@ -133,14 +135,26 @@ class BatchLoader:
         self.epoch = epoch
 
     def indices(self) -> torch.Tensor:
-        """This rank's sample indices for the current epoch, in order."""
+        """This rank's sample indices for the current epoch, in order.
+
+        With ``world_size`` ranks and a per-rank batch b, global batch k is
+        ``order[k*b*W : (k+1)*b*W]`` and rank r takes its r-th chunk of b: the ranks' batches
+        of one step together are exactly the batch a single process with batch b*W would
+        take, so distributed training follows the single-process run (handbook §1.4).
+        """
         if self.sampler is not None:
             order = self._sampler_order()
         else:
             n = self.images.shape[0]
             order = epoch_permutation(n, self.seed, self.epoch) if self.shuffle else torch.arange(n)
-        per_rank = order.numel() // self.world_size
-        return order[self.rank * per_rank : (self.rank + 1) * per_rank]
+        if self.world_size == 1:
+            return order
+        b, w, r = self.batch_size, self.world_size, self.rank
+        full = (order.numel() // (b * w)) * b * w
+        head = order[:full].view(-1, w, b)[:, r, :].reshape(-1)  # (steps, ranks, b) -> rank r
+        tail = order[full:]
+        part = tail.numel() // w
+        return torch.cat([head, tail[r * part : (r + 1) * part]])
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         return self.iter_from(0)

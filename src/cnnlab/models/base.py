@@ -82,8 +82,15 @@ class ImageClassifier(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.forward_features(x))
+    def forward(
+        self, x: torch.Tensor, return_features: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Logits; with ``return_features`` also the (B, D) features the head saw. Tasks that
+        need features (center loss, L-Softmax) ask for them here rather than calling
+        ``forward_features`` directly, so the call goes through wrappers such as DDP."""
+        features = self.forward_features(x)
+        logits = self.head(features)
+        return (logits, features) if return_features else logits
 
     def reset_classifier(self, num_classes: int) -> None:
         """Swap in a fresh ``Linear(D, num_classes)`` head (fine-tuning, Handbook §11.2.5)."""

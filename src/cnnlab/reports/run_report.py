@@ -8,7 +8,7 @@ from typing import Any
 
 from cnnlab.engine.checkpoint import atomic_write_text
 from cnnlab.reports.artifacts import RunData, load_run
-from cnnlab.reports.fmt import fmt_int, fmt_pct, fmt_seconds, fmt_si, fmt_value
+from cnnlab.reports.fmt import fmt_float, fmt_int, fmt_pct, fmt_seconds, fmt_si, fmt_value
 from cnnlab.reports.page import esc, note, page, section, table, toc
 from cnnlab.reports.sections import (
     confusion_part,
@@ -68,7 +68,7 @@ def run_summary(run: RunData) -> str:
         f"epoch{'' if epochs == 1 else 's'} on {m.get('dataset', '?')} "
         f"(data: {m.get('data_source', '?')}) and reaches {fmt_pct(m.get('test_acc'))} accuracy "
         f"on {fmt_int(test.get('num_samples'))} test images (test loss "
-        f"{fmt_value(m.get('test_loss'))}). The model has {fmt_si(m.get('params'))} parameters "
+        f"{fmt_float(m.get('test_loss'))}). The model has {fmt_si(m.get('params'))} parameters "
         f"and needs {fmt_si(m.get('macs'))} multiply-adds per image. Training took "
         f"{fmt_seconds(m.get('train_seconds'))} ({fmt_seconds(m.get('seconds_per_epoch'))} per "
         f"epoch) on {m.get('device', '?')} in {m.get('precision', '?')} precision."
