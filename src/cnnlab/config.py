@@ -79,6 +79,7 @@ class TrainConfig:
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
     channels_last: str = "auto"  # auto | on | off
     compile: bool = False
+    sync_bn: bool = False  # SyncBatchNorm across processes under torchrun
     threads: int | None = None  # torch intra-op threads (None: torch's default)
     grad_clip: float | None = None
     eval_every: int = 1  # epochs between evaluations

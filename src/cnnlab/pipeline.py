@@ -19,6 +19,15 @@ from cnnlab.data.bundle import DataBundle, build_data
 from cnnlab.data.datasets import ImageDataset, load_dataset
 from cnnlab.engine.callbacks import Callback, Checkpointer, HistoryWriter, ProgressBar
 from cnnlab.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from cnnlab.engine.distributed import (
+    SINGLE,
+    DistInfo,
+    barrier,
+    broadcast_object,
+    gather_rng_states,
+    reduce_eval,
+    shard_loader,
+)
 from cnnlab.engine.runtime import Runtime, resolve_runtime
 from cnnlab.engine.state import TrainState
 from cnnlab.engine.tasks import ClassificationTask, Task
@@ -81,107 +90,155 @@ def run_training(
     stream: TextIO | None = None,
     progress_prefix: str = "",
     callbacks: Sequence[Callback] = (),
+    dist: DistInfo = SINGLE,
 ) -> dict[str, Any]:
-    """Train ``cfg`` into ``run_dir`` (or continue it with ``resume``); return final metrics."""
-    rd = RunDir(run_dir).create(resume=resume)
+    """Train ``cfg`` into ``run_dir`` (or continue it with ``resume``); return final metrics.
+
+    Under torchrun (``dist``), every rank runs this function; rank 0 alone logs and writes.
+    """
+    log = log if dist.is_main else _silent
+    rd = _prepare_run_dir(run_dir, resume, dist)
     seed_everything(cfg.seed)
     dataset = load_dataset(
-        cfg.data.dataset,
-        cfg.data.data_dir,
-        allow_sample=cfg.data.allow_sample,
+        cfg.data.dataset, cfg.data.data_dir, allow_sample=cfg.data.allow_sample,
         **dict(cfg.data.params),
-    )
+    )  # fmt: skip
     if dataset.notice:
         log(f"note: {dataset.notice}")
     spec = model_spec(cfg, dataset)
     model = build_model_from_spec(spec)
-    runtime = resolve_runtime(cfg.train, model)
+    runtime = resolve_runtime(cfg.train, model, dist)
     model = runtime.prepare_model(model)
     data = build_data(
-        cfg.data,
-        seed=cfg.seed,
-        device=runtime.device,
-        channels_last=runtime.channels_last,
-        dataset=dataset,
-    )
+        cfg.data, seed=cfg.seed, device=runtime.device, channels_last=runtime.channels_last,
+        dataset=dataset, rank=dist.rank, world_size=dist.world_size,
+    )  # fmt: skip
     task = build_task(cfg, data, runtime.device)
     optimizer = build_optimizer(model, cfg.optim)
-    steps_per_epoch = len(data.train)
     scheduler = build_scheduler(
-        optimizer,
-        cfg.schedule,
-        total_steps=cfg.train.epochs * steps_per_epoch,
-        steps_per_epoch=steps_per_epoch,
-    )
-    state = TrainState()
-    if resume:
-        state = _restore(rd, model, optimizer, scheduler)
-        log(f"resuming {rd.path} at epoch {state.epoch}, step {state.step}")
-    else:
-        rd.write_text(RunDir.CONFIG, dump_config(cfg))
-        rd.write_json(
-            RunDir.ENV, {**environment_info(runtime.device), "runtime": runtime.describe()}
-        )
+        optimizer, cfg.schedule, total_steps=cfg.train.epochs * len(data.train),
+        steps_per_epoch=len(data.train),
+    )  # fmt: skip
+    run = _Run(cfg, rd, dist, spec, model, runtime, data, optimizer, scheduler)
+    state = run.restore() if resume else run.start()
     log(
-        f"training {cfg.model.name} on {dataset.name} ({dataset.source}): "
-        f"{data.train.num_samples:,} train images, {runtime.describe()}"
+        f"{'resuming' if resume else 'training'} {cfg.model.name} on {dataset.name} "
+        f"({dataset.source}): {data.train.num_samples * dist.world_size:,} train images per "
+        f"epoch, {runtime.describe()}{f', {dist.world_size} processes' if dist.enabled else ''}"
     )
+    trainer = Trainer(
+        epochs=cfg.train.epochs, runtime=runtime, grad_clip=cfg.train.grad_clip,
+        eval_every=cfg.train.eval_every, dist=dist,
+        callbacks=[*run.callbacks(stream, progress_prefix), *callbacks],
+    )  # fmt: skip
+    state = trainer.fit(
+        run.train_model(), task, optimizer, scheduler, data.train, run.evaluate, state
+    )
+    return run.finish(state)
 
-    meta_base = {"model": spec, "data": _data_meta(cfg, data), "config": cfg.to_dict()}
 
-    def save(st: TrainState) -> None:
-        _check_finite_params(model, st)
-        meta = {**meta_base, "state": st.to_dict()}
-        save_checkpoint(
-            rd.checkpoint, model=model, optimizer=optimizer, scheduler=scheduler, meta=meta
-        )
+def _silent(msg: str) -> None:
+    pass
 
-    last_test: dict[str, EvalResult] = {}
 
-    def eval_fn(m: nn.Module) -> dict[str, float]:
+def _prepare_run_dir(run_dir: str | Path, resume: bool, dist: DistInfo) -> RunDir:
+    """Every rank checks the directory (same verdict everywhere); rank 0 creates it."""
+    rd = RunDir(run_dir)
+    rd.check(resume=resume)
+    barrier(dist)  # nobody may see rank 0's new files before checking
+    if dist.is_main:
+        rd.create(resume=resume)
+    barrier(dist)
+    return rd
+
+
+class _Run:
+    """What a training run needs besides the loop: saving, evaluating, finishing."""
+
+    def __init__(self, cfg, rd, dist, spec, model, runtime, data, optimizer, scheduler):
+        self.cfg, self.rd, self.dist, self.spec = cfg, rd, dist, spec
+        self.model, self.runtime, self.data = model, runtime, data
+        self.optimizer, self.scheduler = optimizer, scheduler
+        self.last_test: EvalResult | None = None
+        self.meta = {"model": spec, "data": _data_meta(cfg, data), "config": cfg.to_dict()}
+        self.test_shard = shard_loader(data.test, dist)
+        self.val_shard = shard_loader(data.val, dist) if data.val is not None else None
+
+    def start(self) -> TrainState:
+        if self.dist.is_main:
+            self.rd.write_text(RunDir.CONFIG, dump_config(self.cfg))
+            env = {**environment_info(self.runtime.device), "runtime": self.runtime.describe(),
+                   "processes": self.dist.world_size}  # fmt: skip
+            self.rd.write_json(RunDir.ENV, env)
+        return TrainState()
+
+    def restore(self) -> TrainState:
+        ckpt = load_checkpoint(self.rd.checkpoint)
+        ckpt.load_model(self.model)
+        ckpt.load_optimizer(self.optimizer)
+        if "scheduler" in ckpt.meta:
+            self.scheduler.load_state_dict(ckpt.meta["scheduler"])
+        ckpt.restore_rng(self.dist.rank)
+        if "state" not in ckpt.meta:
+            raise CheckpointError(f"{self.rd.checkpoint}: holds no training state (cannot resume)")
+        return TrainState.from_dict(ckpt.meta["state"])
+
+    def save(self, state: TrainState) -> None:
+        _check_finite_params(self.model, state)
+        rng = gather_rng_states(self.dist)  # collective: every rank takes part
+        if self.dist.is_main:
+            save_checkpoint(
+                self.rd.checkpoint, model=self.model, optimizer=self.optimizer,
+                scheduler=self.scheduler, meta={**self.meta, "state": state.to_dict()},
+                rng_states=rng,
+            )  # fmt: skip
+
+    def callbacks(self, stream: TextIO | None, prefix: str) -> list[Callback]:
+        cbs: list[Callback] = [
+            Checkpointer(self.save, self.cfg.train.checkpoint_every,
+                         self.cfg.train.checkpoint_steps)
+        ]  # fmt: skip
+        if self.dist.is_main:
+            cbs.append(HistoryWriter(self.rd.file(RunDir.HISTORY)))
+            if self.cfg.train.progress:
+                cbs.append(ProgressBar(self.cfg.train.epochs, stream, prefix))
+        return cbs
+
+    def train_model(self) -> nn.Module:
+        model = self.model
+        if self.dist.enabled:
+            if self.cfg.train.sync_bn:
+                model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            ids = [self.runtime.device.index] if self.runtime.device.type == "cuda" else None
+            model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        return torch.compile(model) if self.runtime.compile else model
+
+    def _eval(self, model: nn.Module, loader, keep: bool = False) -> EvalResult:
+        return evaluate(model, loader, num_classes=self.data.num_classes,
+                        autocast=self.runtime.autocast, keep_outputs=keep)  # fmt: skip
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        """Per-epoch metrics; under DDP each rank takes a shard and the sums are reduced."""
         out: dict[str, float] = {}
-        if data.val is not None:
-            out.update(
-                evaluate(
-                    m, data.val, num_classes=data.num_classes, autocast=runtime.autocast
-                ).metrics("val_")
-            )
-        res = evaluate(
-            m, data.test, num_classes=data.num_classes, autocast=runtime.autocast, keep_outputs=True
-        )
-        last_test["result"] = res
+        if self.val_shard is not None:
+            out.update(reduce_eval(self._eval(model, self.val_shard), self.dist).metrics("val_"))
+        keep = not self.dist.enabled  # single process: keep outputs for predictions.safetensors
+        res = reduce_eval(self._eval(model, self.test_shard, keep), self.dist)
+        self.last_test = res if keep else None
         return {**out, **res.metrics("test_")}
 
-    train_model = torch.compile(model) if runtime.compile else model
-    trainer = Trainer(
-        epochs=cfg.train.epochs,
-        runtime=runtime,
-        grad_clip=cfg.train.grad_clip,
-        eval_every=cfg.train.eval_every,
-        callbacks=[
-            *(
-                [ProgressBar(cfg.train.epochs, stream, progress_prefix)]
-                if cfg.train.progress
-                else []
-            ),
-            HistoryWriter(rd.file(RunDir.HISTORY)),
-            Checkpointer(save, cfg.train.checkpoint_every, cfg.train.checkpoint_steps),
-            *callbacks,
-        ],
-    )
-    state = trainer.fit(train_model, task, optimizer, scheduler, data.train, eval_fn, state)
-    final = last_test.get("result") or evaluate(
-        train_model,
-        data.test,
-        num_classes=data.num_classes,
-        autocast=runtime.autocast,
-        keep_outputs=True,
-    )
-    save_predictions(rd.file("predictions.safetensors"), final)
-    save_examples(rd.file("examples.safetensors"), dataset.test_images, final.targets, final.probs)
-    metrics = final_metrics(cfg, data, runtime, state, final, model)
-    rd.write_json(RunDir.METRICS, metrics)
-    return metrics
+    def finish(self, state: TrainState) -> dict[str, Any]:
+        """Predictions, examples and metrics.json (rank 0); every rank returns the metrics."""
+        metrics = None
+        if self.dist.is_main:
+            final = self.last_test or self._eval(self.model, self.data.test, keep=True)
+            save_predictions(self.rd.file("predictions.safetensors"), final)
+            save_examples(self.rd.file("examples.safetensors"), self.data.dataset.test_images,
+                          final.targets, final.probs)  # fmt: skip
+            metrics = final_metrics(self.cfg, self.data, self.runtime, state, final, self.model)
+            metrics["processes"] = self.dist.world_size
+            self.rd.write_json(RunDir.METRICS, metrics)
+        return broadcast_object(metrics, self.dist)
 
 
 def _data_meta(cfg: RunConfig, data: DataBundle) -> dict[str, Any]:
@@ -203,18 +260,6 @@ def _check_finite_params(model: nn.Module, state: TrainState) -> None:
                 f"parameter {name} holds NaN/inf at step {state.step}; not saving a checkpoint "
                 "(the previous one is kept). The learning rate is likely too large."
             )
-
-
-def _restore(rd: RunDir, model, optimizer, scheduler) -> TrainState:
-    ckpt = load_checkpoint(rd.checkpoint)
-    ckpt.load_model(model)
-    ckpt.load_optimizer(optimizer)
-    if "scheduler" in ckpt.meta:
-        scheduler.load_state_dict(ckpt.meta["scheduler"])
-    ckpt.restore_rng()
-    if "state" not in ckpt.meta:
-        raise CheckpointError(f"{rd.checkpoint}: holds no training state (cannot resume)")
-    return TrainState.from_dict(ckpt.meta["state"])
 
 
 def final_metrics(

@@ -36,14 +36,28 @@ def register_train(sub) -> None:
     p.add_argument("--out", metavar="DIR", help="run directory (default runs/train/MODEL-TIME)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--no-progress", action="store_true", help="no live progress bar")
+    p.add_argument(
+        "--procs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train with N local processes (DistributedDataParallel via torchrun)",
+    )
     p.add_argument("--json", action="store_true", help="print final metrics as JSON (last line)")
     p.set_defaults(func=cmd_train)
 
 
 def cmd_train(args) -> int:
+    import os
+
     from cnnlab.config import load_config
+    from cnnlab.engine import distributed as D
+    from cnnlab.engine.runtime import pick_device
     from cnnlab.pipeline import run_training
 
+    if args.procs > 1:
+        return _relaunch_with_torchrun(args.procs)
+    dist = D.dist_info_from_env(os.environ)
     extra = shortcut_overrides(args, _SHORTCUTS)
     if args.no_progress:
         extra.append("train.progress=false")
@@ -59,7 +73,14 @@ def cmd_train(args) -> int:
     else:
         cfg = config_from_args(args, extra)
         out = Path(args.out) if args.out else _default_out(cfg.model.name)
-    metrics = run_training(cfg, out, resume=args.resume, log=log, stream=sys.stderr)
+    D.init_process_group(dist, pick_device(cfg.train.device).type)
+    try:
+        out = Path(D.broadcast_object(str(out), dist))  # one timestamped name for all ranks
+        metrics = run_training(cfg, out, resume=args.resume, log=log, stream=sys.stderr, dist=dist)
+    finally:
+        D.shutdown()
+    if not dist.is_main:
+        return 0
     log(
         f"{cfg.model.name}: test acc {metrics['test_acc']:.4f}, loss {metrics['test_loss']:.4f}, "
         f"{metrics['params']:,} params, {metrics['train_seconds']:.1f}s training -> {out}"
@@ -67,6 +88,31 @@ def cmd_train(args) -> int:
     if args.json:
         print_json({k: v for k, v in metrics.items() if k != "test"} | {"run_dir": str(out)})
     return 0
+
+
+def _relaunch_with_torchrun(nprocs: int) -> int:
+    """``cnnlab train --procs N ...`` = ``torchrun --standalone --nproc-per-node N -m cnnlab
+    train ...``: the same run on N local processes."""
+    import os
+    import subprocess
+
+    from cnnlab.engine.distributed import launch_command, threads_per_process
+
+    argv = _without_procs(sys.argv[1:])
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads_per_process(nprocs))}
+    return subprocess.call(launch_command(nprocs, argv), env=env)
+
+
+def _without_procs(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--procs":
+            skip = True
+        elif not a.startswith("--procs="):
+            out.append(a)
+    return out
 
 
 def _default_out(model: str) -> Path:

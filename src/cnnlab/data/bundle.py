@@ -69,6 +69,11 @@ def build_data(
             cfg.dataset, cfg.data_dir, allow_sample=cfg.allow_sample, **dict(cfg.params)
         )
     check_images(dataset)
+    if cfg.batch_size % world_size:
+        raise ValueError(
+            f"data.batch_size={cfg.batch_size} is the global batch and must divide evenly "
+            f"between {world_size} processes"
+        )
     train_x, train_y = dataset.train_images, dataset.train_labels
     val_x = val_y = None
     if cfg.val_split > 0:
@@ -84,7 +89,7 @@ def build_data(
         return BatchLoader(
             x,
             y,
-            batch_size=cfg.batch_size if train else cfg.eval_batch_size,
+            batch_size=cfg.batch_size // world_size if train else cfg.eval_batch_size,
             normalizer=normalizer,
             device=device,
             shuffle=train,

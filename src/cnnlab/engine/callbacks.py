@@ -19,6 +19,10 @@ from cnnlab.engine.state import TrainState
 
 
 class Callback:
+    def needs_sync(self, state: TrainState) -> bool:
+        """True if this callback reads the running metrics after the coming step."""
+        return False
+
     def on_fit_start(self, trainer: Any, state: TrainState) -> None: ...
 
     def on_epoch_start(self, trainer: Any, state: TrainState, num_batches: int) -> None: ...
@@ -121,6 +125,10 @@ class Checkpointer(Callback):
         self.save = save
         self.every_epochs = every_epochs
         self.every_steps = every_steps
+
+    def needs_sync(self, state: TrainState) -> bool:
+        # asked after the step counter moved on, right before on_step_end
+        return bool(self.every_steps) and state.step % self.every_steps == 0
 
     def on_step_end(self, trainer: Any, state: TrainState) -> None:
         if self.every_steps and state.step % self.every_steps == 0:

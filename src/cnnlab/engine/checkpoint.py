@@ -60,8 +60,12 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer | None = None,
     scheduler: Any = None,
     rng: bool = True,
+    rng_states: list[torch.Tensor] | None = None,
 ) -> None:
-    """Write model (+ optimiser, scheduler, RNG) state and ``meta`` to ``path`` atomically."""
+    """Write model (+ optimiser, scheduler, RNG) state and ``meta`` to ``path`` atomically.
+
+    ``rng_states`` holds one CPU RNG state per distributed rank (default: this process's).
+    """
     from safetensors.torch import save
 
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
@@ -72,8 +76,9 @@ def save_checkpoint(
     if scheduler is not None:
         meta["scheduler"] = scheduler.state_dict()
     if rng:
-        tensors["rng.torch"] = torch.get_rng_state()
-        if torch.cuda.is_available():
+        for r, state in enumerate(rng_states or [torch.get_rng_state()]):
+            tensors[f"rng.torch.{r}"] = state
+        if torch.cuda.is_available() and not rng_states:
             for i, state in enumerate(torch.cuda.get_rng_state_all()):
                 tensors[f"rng.cuda.{i}"] = state
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
@@ -152,9 +157,10 @@ class Checkpoint:
         ]  # JSON has no tuples (Adam's betas); restore the types the optimiser uses
         optimizer.load_state_dict({"state": state, "param_groups": groups})
 
-    def restore_rng(self) -> None:
-        if "rng.torch" in self.tensors:
-            torch.set_rng_state(self.tensors["rng.torch"])
+    def restore_rng(self, rank: int = 0) -> None:
+        key = f"rng.torch.{rank}"
+        if key in self.tensors:
+            torch.set_rng_state(self.tensors[key])
         cuda = sorted(k for k in self.tensors if k.startswith("rng.cuda."))
         if cuda and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([self.tensors[k] for k in cuda])

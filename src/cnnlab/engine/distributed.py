@@ -108,3 +108,34 @@ def launch_command(nprocs: int, argv: list[str]) -> list[str]:
 def threads_per_process(nprocs: int) -> int:
     """Split the machine's cores between local processes (at least one each)."""
     return max(1, (os.cpu_count() or 1) // nprocs)
+
+
+def shard_loader(loader, info: DistInfo):
+    """An evaluation loader over every ``world_size``-th sample starting at this rank
+    (together the ranks cover each sample exactly once); the loader itself for one process."""
+    if not info.enabled:
+        return loader
+    from cnnlab.data.loader import BatchLoader
+
+    sl = slice(info.rank, None, info.world_size)
+    return BatchLoader(
+        loader.images[sl], loader.labels[sl], batch_size=loader.batch_size,
+        normalizer=loader.normalizer, device=loader.device, channels_last=loader.channels_last,
+    )  # fmt: skip
+
+
+def reduce_eval(result, info: DistInfo):
+    """Combine per-rank evaluation results into the result over the whole set."""
+    if not info.enabled:
+        return result
+    from cnnlab.evaluation.evaluate import EvalResult
+
+    n = result.num_samples
+    totals = torch.tensor([result.loss * n, result.accuracy * n, float(n)], dtype=torch.float64)
+    all_reduce_sum(totals, info)
+    cm = all_reduce_sum(result.confusion.clone(), info)
+    loss_sum, correct, total = totals.tolist()
+    return EvalResult(
+        loss=loss_sum / total, accuracy=round(correct) / total, num_samples=round(total),
+        confusion=cm, seconds=result.seconds,
+    )  # fmt: skip

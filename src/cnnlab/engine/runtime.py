@@ -82,11 +82,14 @@ def has_conv(model: nn.Module) -> bool:
     return any(isinstance(m, nn.Conv2d) for m in model.modules())
 
 
-def resolve_runtime(train_cfg, model: nn.Module | None = None) -> Runtime:
-    """Runtime from a ``TrainConfig``; sets the thread count if one is given."""
+def resolve_runtime(train_cfg, model: nn.Module | None = None, dist=None) -> Runtime:
+    """Runtime from a ``TrainConfig``; sets the thread count if one is given. Under torchrun
+    each process takes the CUDA device of its local rank."""
     if train_cfg.threads is not None:
         torch.set_num_threads(train_cfg.threads)
     device = pick_device(train_cfg.device)
+    if dist is not None and dist.enabled and device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", dist.local_rank)
     amp = resolve_precision(train_cfg.precision, device)
     if train_cfg.channels_last == "auto":
         # channels_last pays off with oneDNN/cuDNN NHWC kernels: on CUDA always, on CPU when

@@ -17,6 +17,7 @@ import torch.nn as nn
 
 from cnnlab.data.loader import BatchLoader
 from cnnlab.engine.callbacks import Callback
+from cnnlab.engine.distributed import SINGLE, DistInfo, all_reduce_sum
 from cnnlab.engine.runtime import Runtime
 from cnnlab.engine.state import TrainState
 from cnnlab.engine.tasks import Task
@@ -39,8 +40,10 @@ class Trainer:
         grad_clip: float | None = None,
         eval_every: int = 1,
         callbacks: Sequence[Callback] = (),
+        dist: DistInfo = SINGLE,
     ) -> None:
         self.epochs = epochs
+        self.dist = dist
         self.runtime = runtime
         self.grad_clip = grad_clip
         self.eval_every = eval_every
@@ -67,6 +70,8 @@ class Trainer:
         state: TrainState | None = None,
     ) -> TrainState:
         state = state if state is not None else TrainState()
+        # Callbacks may read these (e.g. a max-norm projection or early stopping's snapshot).
+        self.model, self.optimizer = model, optimizer
         self.emit("on_fit_start", state)
         while state.epoch < self.epochs and not state.should_stop:
             train.set_epoch(state.epoch)
@@ -112,7 +117,11 @@ class Trainer:
             seen += y.shape[0]
             state.step += 1
             state.epoch_step += 1
-            if state.epoch_step % self.sync_every == 0 or state.epoch_step == n_batches:
+            if (
+                state.epoch_step % self.sync_every == 0
+                or state.epoch_step == n_batches
+                or any(cb.needs_sync(state) for cb in self.callbacks)
+            ):
                 self._sync(state, loss_acc, correct_acc, seen, start)
                 loss_acc.zero_()
                 correct_acc.zero_()
@@ -123,7 +132,9 @@ class Trainer:
         return True
 
     def _sync(self, state: TrainState, loss_acc, correct_acc, seen: int, start: float) -> None:
-        loss_sum = loss_acc.item()
+        """Fold the step accumulators into the state (summed over ranks) and check the loss."""
+        totals = torch.stack([loss_acc, correct_acc.double(), loss_acc.new_tensor(float(seen))])
+        loss_sum, correct, seen_all = all_reduce_sum(totals, self.dist).tolist()
         if not math.isfinite(loss_sum):
             raise DivergenceError(
                 f"training loss became {loss_sum} at step {state.step} (epoch {state.epoch + 1}, "
@@ -132,8 +143,8 @@ class Trainer:
                 "input data. The last good checkpoint is kept."
             )
         state.epoch_loss_sum += loss_sum
-        state.epoch_correct += int(correct_acc.item())
-        state.epoch_seen += seen
+        state.epoch_correct += round(correct)
+        state.epoch_seen += round(seen_all)
         state.epoch_seconds += time.perf_counter() - start
 
     def _clip(self, model: nn.Module, optimizer: torch.optim.Optimizer, state: TrainState) -> None:

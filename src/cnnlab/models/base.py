@@ -14,12 +14,20 @@ from typing import Any
 import torch
 from torch import nn
 
+from cnnlab.nn.activations import make_activation
+from cnnlab.nn.layers import ConvBNAct
+
 #: ``stem="auto"`` picks the ImageNet stem from this input side up, the small-input stem below.
 #: ImageNet stems shrink the image 4x (stride-4 conv, or stride 2 + pool) before anything else;
 #: below ~96 px that throws away most of a 28/32 px image (and AlexNet's stem needs >= 67 px).
 IMAGENET_STEM_MIN_SIZE = 96
 
 STEMS = ("auto", "imagenet", "small")
+
+#: Model options for batch normalisation (Handbook §11.2.3): none or BN after each weight layer,
+#: placed before the activation (the handbook's advice, default) or after it.
+NORMS = ("none", "bn")
+BN_POSITIONS = ("before", "after")
 
 
 class ImageClassifier(nn.Module):
@@ -153,3 +161,64 @@ def too_small(arch: str, input_size: int, need: int, hint: str = "") -> ValueErr
     """The error for an input side that collapses a feature map to nothing."""
     extra = f"; {hint}" if hint else ""
     return ValueError(f"{arch}: input_size={input_size} is too small (needs >= {need}){extra}")
+
+
+def check_norm(norm: object, bn_position: object) -> tuple[str, str]:
+    """Validate the ``norm`` ("none" | "bn") and ``bn_position`` ("before" | "after") options."""
+    return check_choice("norm", norm, NORMS), check_choice("bn_position", bn_position, BN_POSITIONS)
+
+
+def resolve_batch_norm(batch_norm: bool | None, norm: str, default: str) -> str:
+    """Map the legacy ``batch_norm`` flag onto ``norm`` (they must agree when both are given)."""
+    if batch_norm is None:
+        return norm
+    legacy = "bn" if batch_norm else "none"
+    if norm != default and norm != legacy:
+        raise ValueError(f"batch_norm={batch_norm!r} contradicts norm={norm!r}; set only norm")
+    return legacy
+
+
+def layer_bias(norm: str, bn_position: str) -> bool:
+    """Whether a conv/linear layer keeps its bias: not when BN follows it directly (redundant)."""
+    return not (norm == "bn" and bn_position == "before")
+
+
+def norm_act(
+    channels: int, activation: str | None, norm: str, bn_position: str, *, dims: int = 2
+) -> list[tuple[str, nn.Module]]:
+    """The (name, module) pairs after a weight layer of width ``channels``: BN and activation.
+
+    ``norm="bn"`` adds ``BatchNorm{dims}d`` before the activation (``bn_position="before"``,
+    Handbook §11.2.3) or after it; the activation gets ``channels`` (per-channel PReLU, Maxout).
+    """
+    bn_cls = nn.BatchNorm2d if dims == 2 else nn.BatchNorm1d
+    act = [] if activation is None else [("act", make_activation(activation, channels=channels))]
+    if norm != "bn":
+        return act
+    bn = [("bn", bn_cls(channels))]
+    return bn + act if bn_position == "before" or activation is None else act + bn
+
+
+def conv_block(
+    in_chans: int,
+    out_chans: int,
+    kernel_size: int,
+    stride: int = 1,
+    *,
+    activation: str | None,
+    norm: str = "bn",
+    bn_position: str = "before",
+) -> ConvBNAct:
+    """``ConvBNAct`` (same-size padding) whose activation knows its width; BN placed by option.
+
+    Module names stay ``conv``, ``bn``, ``act`` whatever the order, so checkpoints keep their keys.
+    """
+    bn_first = norm == "bn" and (bn_position == "before" or activation is None)
+    block = ConvBNAct(
+        in_chans, out_chans, kernel_size, stride, batch_norm=bn_first, activation=None
+    )
+    if activation is not None:
+        block.add_module("act", make_activation(activation, channels=out_chans))
+    if norm == "bn" and not bn_first:
+        block.add_module("bn", nn.BatchNorm2d(out_chans))
+    return block

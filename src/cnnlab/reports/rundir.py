@@ -39,12 +39,12 @@ class RunDir:
     def figures(self) -> Path:
         return self.path / "figures"
 
-    def create(self, *, resume: bool = False) -> RunDir:
-        """Make the directory; refuse to reuse one that holds a run unless resuming."""
+    def check(self, *, resume: bool = False) -> None:
+        """Refuse to reuse a directory that holds a run unless resuming (writes nothing)."""
         if resume:
             if not self.checkpoint.is_file():
                 raise RunDirError(f"--resume: no checkpoint in {self.path} (nothing to resume)")
-            return self
+            return
         if self.path.exists() and any(
             (self.path / f).exists() for f in (self.CHECKPOINT, self.METRICS, self.HISTORY)
         ):
@@ -52,6 +52,10 @@ class RunDir:
                 f"{self.path} already holds a run; pass --resume to continue it or choose "
                 "another --out directory (nothing was overwritten)"
             )
+
+    def create(self, *, resume: bool = False) -> RunDir:
+        """Check, then make the directory."""
+        self.check(resume=resume)
         self.path.mkdir(parents=True, exist_ok=True)
         return self
 
