@@ -1,0 +1,97 @@
+"""cnnlab compare: planning, seeds, results files, reuse of finished runs, claim notes."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from cnnlab.cli.main import main
+from cnnlab.compare import plan_compare, run_compare
+from cnnlab.config import ConfigError
+from cnnlab.reports.results import notes_against_claims
+
+SYNTH = [
+    "data.dataset=synthetic",
+    "data.params.train_size=128",
+    "data.params.test_size=40",
+    "data.params.image_size=12",
+    "data.batch_size=32",
+    "train.progress=false",
+]
+
+
+def test_plan_uses_each_recipe_and_validates_everything_first():
+    preset, plan = plan_compare("case-study", overrides=SYNTH, epochs=1)
+    assert [p.model for p in plan] == list(preset.models)
+    assert all(p.config.train.epochs == 1 for p in plan)
+    alexnet = next(p for p in plan if p.model == "alexnet")
+    assert alexnet.config.model.params["dropout"] == 0.5
+    assert alexnet.recipe == "case-study/alexnet"
+    with pytest.raises(ConfigError, match="unknown preset 'nope'"):
+        plan_compare("nope")
+    with pytest.raises(ConfigError, match="unknown model 'cnn3'"):
+        plan_compare("case-study", models=["cnn1", "cnn3"])
+    with pytest.raises(ConfigError, match="optim.lr"):
+        plan_compare("case-study", overrides=["optim.lr=-1"])
+
+
+def test_run_compare_writes_results_and_reuses_finished_runs(tmp_path):
+    preset, plan = plan_compare("case-study", models=["softmax", "cnn1"], overrides=SYNTH,
+                                epochs=1)  # fmt: skip
+    logs: list[str] = []
+    results = run_compare(preset, plan, tmp_path, seeds=2, log=logs.append)
+    rows = {r["model"]: r for r in results["rows"]}
+    assert set(rows) == {"softmax", "cnn1"}
+    for row in rows.values():
+        accs = row["test_acc_per_seed"]
+        assert row["seeds"] == [0, 1] and len(accs) == 2
+        assert row["test_acc"] == pytest.approx(sum(accs) / 2)
+        assert row["test_acc_std"] == pytest.approx(abs(accs[0] - accs[1]) / 2**0.5)
+        for rel in row["runs"]:
+            assert (tmp_path / rel / "metrics.json").is_file()
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["preset"] == "case-study" and len(saved["rows"]) == 2
+    with open(tmp_path / "results.csv") as f:
+        table = list(csv.DictReader(f))
+    assert [r["model"] for r in table] == ["softmax", "cnn1"]
+    assert "| cnn1 |" in (tmp_path / "results.md").read_text()
+
+    logs.clear()
+    again = run_compare(preset, plan, tmp_path, seeds=2, log=logs.append)
+    assert sum("already finished" in line for line in logs) == 4
+    assert [r["test_acc"] for r in again["rows"]] == [r["test_acc"] for r in results["rows"]]
+
+
+def test_changed_config_in_same_out_dir_is_refused(tmp_path):
+    preset, plan = plan_compare("case-study", models=["softmax"], overrides=SYNTH, epochs=1)
+    run_compare(preset, plan, tmp_path, log=lambda m: None)
+    preset, plan2 = plan_compare("case-study", models=["softmax"], overrides=SYNTH, epochs=2)
+    from cnnlab.reports.rundir import RunDirError
+
+    with pytest.raises(RunDirError, match="different config"):
+        run_compare(preset, plan2, tmp_path, log=lambda m: None)
+
+
+def test_notes_explain_train_vs_test_gaps():
+    claims = {"resnet20": {"test_acc": 0.99, "epochs": 20}, "softmax": {"test_acc": 0.85}}
+    rows = [
+        {"model": "resnet20", "test_acc": 0.93, "train_acc": 0.995, "epochs": 20},
+        {"model": "softmax", "test_acc": 0.846, "train_acc": 0.87, "epochs": 10},
+        {"model": "lenet5", "test_acc": 0.9, "train_acc": 0.9, "epochs": 10},
+    ]
+    notes = notes_against_claims(claims, rows)
+    assert len(notes) == 2
+    assert "reported accuracy on the training data" in notes[0]
+    assert "Consistent with the claim" in notes[1]
+
+
+def test_cli_compare_json_and_report(tmp_path, capsys):
+    argv = ["compare", "--models", "softmax", "--epochs", "1", "--out", str(tmp_path), "--json"]
+    for item in SYNTH:
+        argv += ["--set", item]
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["rows"][0]["model"] == "softmax"
+    assert (tmp_path / "report.html").is_file()
