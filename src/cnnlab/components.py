@@ -122,3 +122,29 @@ def _dry_build(kind: str, name: str, params: dict[str, Any]) -> None:
     elif kind == "schedule":
         factor = registry.build(name, total_steps=100, steps_per_epoch=10, **params)
         factor(0)
+
+
+def check_data_practice(data: Any) -> None:
+    """Augmentation, preprocessing, sampler and imbalance specs, checked without any data."""
+    from cnnlab.config import ConfigError
+    from cnnlab.data.augment import validate_augmentation
+    from cnnlab.data.imbalance import make_imbalanced
+    from cnnlab.data.preprocess import validate_preprocess
+    from cnnlab.data.samplers import validate_sampler
+
+    checks = [
+        ("data.augment", lambda: validate_augmentation(data.augment)),
+        ("data.preprocess", lambda: validate_preprocess(data.preprocess)),
+        ("data.sampler", lambda: validate_sampler(data.sampler)),
+    ]
+    if data.imbalance is not None:
+        labels = torch.arange(10).repeat(10)
+        images = torch.zeros(100, 1, 1, 1, dtype=torch.uint8)
+        checks.append(
+            ("data.imbalance", lambda: make_imbalanced(images, labels, **dict(data.imbalance)))
+        )
+    for key, check in checks:
+        try:
+            check()
+        except (RegistryError, ValueError, TypeError) as err:
+            raise ConfigError(f"{key}: {err}") from None

@@ -38,6 +38,14 @@ class DataConfig:
     normalize: str = "per-channel"  # statistics from the training split only
     drop_last: bool = False
     params: Mapping[str, Any] = field(default_factory=dict)  # dataset builder options
+    # Handbook ch. 5/6/12: batched augmentation (a list of names or {name: .., option: ..}),
+    # preprocessing fitted on the training split (mean_image, pca/zca_whitening), a sampler
+    # (oversample, undersample, class_balanced, balanced_batches) and an optional imbalance
+    # profile applied to the training split ({profile: long_tail, imbalance: 100}).
+    augment: list[Any] = field(default_factory=list)
+    preprocess: list[Any] = field(default_factory=list)
+    sampler: str | Mapping[str, Any] | None = None
+    imbalance: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -231,6 +239,12 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
     if dataclasses.is_dataclass(tp):
         return _to_dataclass(tp, value if value is not None else {}, key + ".")
     origin = typing.get_origin(tp)
+    if origin is list:
+        if value is None:
+            return []
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, found {value!r}")
+        return list(value)
     if origin in (Union, types.UnionType):
         args = typing.get_args(tp)
         if value is None and type(None) in args:
@@ -327,9 +341,10 @@ def validate(cfg: RunConfig) -> None:
 
 def _validate_components(cfg: RunConfig) -> None:
     # Imported here: registries fill up when their modules are imported.
-    from cnnlab.components import check_component
+    from cnnlab.components import check_component, check_data_practice
 
     check_component("dataset", cfg.data.dataset, cfg.data.params, "data")
+    check_data_practice(cfg.data)
     check_component("model", cfg.model.name, cfg.model.params, "model")
     check_component("loss", cfg.loss.name, cfg.loss.params, "loss")
     check_component("optimizer", cfg.optim.name, cfg.optim.params, "optim")

@@ -6,8 +6,12 @@ from dataclasses import dataclass
 
 import torch
 
+from cnnlab.data.augment import build_augmentation, chain_transforms
 from cnnlab.data.datasets import ImageDataset, load_dataset
+from cnnlab.data.imbalance import make_imbalanced
 from cnnlab.data.loader import BatchLoader, Normalizer, stratified_split
+from cnnlab.data.preprocess import build_preprocess
+from cnnlab.data.samplers import build_sampler
 
 
 @dataclass
@@ -80,10 +84,18 @@ def build_data(
         train_idx, val_idx = stratified_split(train_y, cfg.val_split, cfg.split_seed)
         val_x, val_y = train_x[val_idx], train_y[val_idx]
         train_x, train_y = train_x[train_idx], train_y[train_idx]
+    if cfg.imbalance is not None:  # handbook ch. 12: an imbalanced version of the train split
+        train_x, train_y = make_imbalanced(train_x, train_y, **dict(cfg.imbalance))
     if cfg.normalize == "per-channel":
         normalizer = Normalizer.fit(train_x)
     else:
         normalizer = Normalizer.identity(dataset.in_chans)
+    # Everything below is fitted on the training split only (handbook §6).
+    pre = build_preprocess(cfg.preprocess, train_x, normalizer=normalizer)
+    aug = build_augmentation(
+        cfg.augment, mean=normalizer.mean, std=normalizer.std, train_images=train_x
+    )
+    sampler = build_sampler(_sampler_spec(cfg, world_size), train_y, seed=seed)
 
     def loader(x, y, train: bool) -> BatchLoader:
         return BatchLoader(
@@ -98,6 +110,8 @@ def build_data(
             channels_last=channels_last,
             rank=rank if train else 0,
             world_size=world_size if train else 1,
+            transform=chain_transforms(aug, pre) if train else chain_transforms(pre),
+            sampler=sampler if train else None,
         )
 
     return DataBundle(
@@ -108,3 +122,13 @@ def build_data(
         normalizer=normalizer,
         class_counts=torch.bincount(train_y, minlength=dataset.num_classes),
     )
+
+
+def _sampler_spec(cfg, world_size: int):
+    """``balanced_batches`` must build batches of the loader's per-rank size."""
+    spec = cfg.sampler
+    if spec == "balanced_batches":
+        spec = {"name": "balanced_batches"}
+    if isinstance(spec, dict) and spec.get("name") == "balanced_batches":
+        spec = {"batch_size": cfg.batch_size // world_size, **spec}
+    return spec

@@ -42,13 +42,22 @@ Opener = Callable[[str, float], BinaryIO]
 Progress = Callable[[str, int, int | None], None]
 
 
+_IDX_GZ = tuple(f"{stem}.gz" for stem in IDX_FILE_STEMS.values())
+
+
 @dataclass(frozen=True)
 class Source:
-    """Where a data set is published: mirrors (tried in order), MD5 per .gz file, home page."""
+    """Where a data set is published: mirrors (tried in order), MD5 per file, home page.
+
+    ``files`` are the file names fetched from each mirror (by default the four IDX .gz files);
+    ``manual`` describes them for hand installation (default: the four IDX files).
+    """
 
     mirrors: tuple[str, ...]
     md5: Mapping[str, str]
     homepage: str
+    files: tuple[str, ...] = _IDX_GZ
+    manual: str | None = None
 
 
 SOURCES: dict[str, Source] = {
@@ -80,6 +89,15 @@ SOURCES: dict[str, Source] = {
         },
         homepage="http://yann.lecun.com/exdb/mnist/",
     ),
+    # Krizhevsky 2009, binary version (https://www.cs.toronto.edu/~kriz/cifar.html); read by
+    # cnnlab.data.cifar straight from the archive, never unpickled.
+    "cifar10": Source(
+        mirrors=("https://www.cs.toronto.edu/~kriz/",),
+        md5={"cifar-10-binary.tar.gz": "c32a1d4ab5d03f1284b67883e8d87530"},
+        homepage="https://www.cs.toronto.edu/~kriz/cifar.html",
+        files=("cifar-10-binary.tar.gz",),
+        manual="the file cifar-10-binary.tar.gz (or its unpacked folder cifar-10-batches-bin)",
+    ),
 }
 
 
@@ -103,13 +121,14 @@ def url_opener(url: str, timeout: float) -> BinaryIO:
 def manual_instructions(name: str, dest_dir: str | os.PathLike[str] | None = None) -> str:
     """How to install ``name`` by hand: which files, where to put them, where to get them."""
     dest = Path(dest_dir) if dest_dir is not None else default_cache_dir() / name
-    files = ", ".join(f"{stem}.gz" for stem in IDX_FILE_STEMS.values())
+    source = SOURCES.get(name)
+    what = source.manual if source is not None and source.manual else None
+    what = what or f"the four files {', '.join(_IDX_GZ)} (gzip or unpacked)"
     text = (
-        f"To install {name} by hand, copy the four files {files} (gzip or unpacked) into the "
+        f"To install {name} by hand, copy {what} into the "
         f"directory {dest} (or into any directory DIR and pass --data-dir DIR or set "
         "CNNLAB_DATA=DIR)"
     )
-    source = SOURCES.get(name)
     if source is not None:
         text += (
             f". Download them on a machine with internet from {source.mirrors[0]} "
@@ -227,10 +246,10 @@ def fetch_dataset(
     opener: Opener | None = None,
     progress: Progress | None = None,
 ) -> Path:
-    """Download the four IDX .gz files of ``name`` into ``dest_dir`` and return that directory.
+    """Download the files of ``name`` (four IDX .gz files, or one archive) into ``dest_dir``.
 
     Args:
-        name: ``"fashion-mnist"`` or ``"mnist"``.
+        name: ``"fashion-mnist"``, ``"mnist"`` or ``"cifar10"``.
         dest_dir: target directory (default ``default_cache_dir() / name``); created if needed.
         mirrors: base URLs to try in order instead of the official ones.
         timeout: socket timeout in seconds per request.
@@ -247,7 +266,7 @@ def fetch_dataset(
     source = SOURCES[name]
     dest = Path(dest_dir) if dest_dir is not None else default_cache_dir() / name
     md5s = dict(source.md5 if checksums is None else checksums)
-    missing = [f for f in (f"{stem}.gz" for stem in IDX_FILE_STEMS.values()) if f not in md5s]
+    missing = [f for f in source.files if f not in md5s]
     if missing:
         raise DownloadError(f"no MD5 checksum given for {', '.join(missing)}")
     created = not dest.exists()
@@ -257,8 +276,7 @@ def fetch_dataset(
         raise DownloadError(f"cannot create the destination directory {dest}: {exc}") from None
     job = _Job(name, dest, opener or url_opener, timeout, progress)
     try:
-        for stem in IDX_FILE_STEMS.values():
-            fname = f"{stem}.gz"
+        for fname in source.files:
             if (dest / fname).is_file() and _md5(dest / fname) == md5s[fname]:
                 continue  # already fetched and verified
             job.fetch_file(fname, mirrors or source.mirrors, md5s[fname])
