@@ -95,3 +95,14 @@ def test_cli_compare_json_and_report(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["rows"][0]["model"] == "softmax"
     assert (tmp_path / "report.html").is_file()
+
+
+def test_parallel_jobs_give_the_same_results(tmp_path):
+    preset, plan = plan_compare("case-study", models=["softmax", "cnn1"], overrides=SYNTH,
+                                epochs=1)  # fmt: skip
+    one = run_compare(preset, plan, tmp_path / "one", log=lambda m: None)
+    two = run_compare(preset, plan, tmp_path / "two", jobs=2, log=lambda m: None)
+    assert [r["test_acc"] for r in one["rows"]] == [r["test_acc"] for r in two["rows"]]
+    assert [r["test_loss"] for r in one["rows"]] == pytest.approx(
+        [r["test_loss"] for r in two["rows"]], rel=1e-5
+    )

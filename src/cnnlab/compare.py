@@ -81,29 +81,34 @@ def run_compare(
     out: str | Path,
     *,
     seeds: int = 1,
+    jobs: int = 1,
     command: str = "",
     log: Log = print,
     stream: TextIO | None = None,
 ) -> dict[str, Any]:
-    """Train every planned run for ``seeds`` seeds; write and return the results."""
+    """Train every planned run for ``seeds`` seeds (``jobs`` at a time, each in its own
+    process with its share of the cores); write and return the results."""
     if seeds < 1:
         raise ConfigError(f"--seeds: expected >= 1, found {seeds}")
+    if jobs < 1:
+        raise ConfigError(f"--jobs: expected >= 1, found {jobs}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     start, started = time.perf_counter(), time.strftime("%Y-%m-%dT%H:%M:%S")
-    rows, first_metrics = [], None
+    work = []
     for k, run in enumerate(plan, 1):
-        per_seed = []
         for s in range(seeds):
             cfg = run.config.replace(seed=run.config.seed + s)
-            rel = Path("runs") / run.model / f"seed{cfg.seed}"
+            rel = str(Path("runs") / run.model / f"seed{cfg.seed}")
             prefix = f"[{k}/{len(plan)}] {run.model} seed {cfg.seed}: "
-            log(f"{prefix}training ({run.recipe}, {cfg.train.epochs} epochs)")
-            metrics = _train_or_reuse(cfg, out / rel, log, stream, prefix)
-            per_seed.append((str(rel), metrics))
-            first_metrics = first_metrics or metrics
+            work.append((k - 1, rel, cfg, prefix))
+    done = _run_all(work, out, jobs, log, stream)
+    rows = []
+    for k, run in enumerate(plan):
+        per_seed = [(rel, done[rel]) for i, rel, _, _ in work if i == k]
         rows.append(_aggregate(run, per_seed))
-        log(f"[{k}/{len(plan)}] {run.model}: test acc {_fmt_acc(rows[-1])}")
+        log(f"[{k + 1}/{len(plan)}] {run.model}: test acc {_fmt_acc(rows[-1])}")
+    first_metrics = done[work[0][1]]
     results = {
         "preset": preset.name,
         "description": preset.description,
@@ -121,13 +126,63 @@ def run_compare(
     return results
 
 
+def _run_all(work, out: Path, jobs: int, log: Log, stream) -> dict[str, dict[str, Any]]:
+    """Train (or reuse) every run; in parallel worker processes when ``jobs`` > 1."""
+    if jobs == 1:
+        done = {}
+        for _, rel, cfg, prefix in work:
+            log(f"{prefix}training ({cfg.model.name}, {cfg.train.epochs} epochs)")
+            done[rel] = _train_or_reuse(cfg, out / rel, log, stream, prefix)
+        return done
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from cnnlab.engine.distributed import threads_per_process
+
+    with ProcessPoolExecutor(
+        jobs, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+        initargs=(threads_per_process(jobs),),
+    ) as pool:  # fmt: skip
+        futures = {
+            pool.submit(_worker, cfg.to_dict(), str(out / rel), prefix): rel
+            for _, rel, cfg, prefix in work
+        }
+        log(f"{len(work)} trainings, {jobs} at a time")
+        done = {}
+        for fut in as_completed(futures):
+            done[futures[fut]] = fut.result()  # a failed run re-raises its error here
+        return done
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _worker(cfg_dict: dict[str, Any], run_dir: str, prefix: str) -> dict[str, Any]:
+    import sys
+
+    cfg = build_config(cfg_dict)
+
+    def log(msg: str) -> None:
+        print(f"{prefix}{msg}", file=sys.stderr, flush=True)
+
+    return _train_or_reuse(cfg, Path(run_dir), log, None, prefix, live=False)
+
+
 def _fmt_acc(row: dict[str, Any]) -> str:
     std = row["test_acc_std"]
     return f"{row['test_acc']:.4f}" + (f" ± {std:.4f}" if std is not None else "")
 
 
 def _train_or_reuse(
-    cfg: RunConfig, run_dir: Path, log: Log, stream: TextIO | None, prefix: str
+    cfg: RunConfig,
+    run_dir: Path,
+    log: Log,
+    stream: TextIO | None,
+    prefix: str,
+    live: bool | None = None,
 ) -> dict[str, Any]:
     rd = RunDir(run_dir)
     if rd.file(RunDir.CONFIG).is_file():

@@ -91,6 +91,7 @@ def run_training(
     progress_prefix: str = "",
     callbacks: Sequence[Callback] = (),
     dist: DistInfo = SINGLE,
+    live_progress: bool | None = None,
 ) -> dict[str, Any]:
     """Train ``cfg`` into ``run_dir`` (or continue it with ``resume``); return final metrics.
 
@@ -129,7 +130,7 @@ def run_training(
     trainer = Trainer(
         epochs=cfg.train.epochs, runtime=runtime, grad_clip=cfg.train.grad_clip,
         eval_every=cfg.train.eval_every, dist=dist,
-        callbacks=[*run.callbacks(stream, progress_prefix), *callbacks],
+        callbacks=[*run.callbacks(stream, progress_prefix, live_progress), *callbacks],
     )  # fmt: skip
     state = trainer.fit(
         run.train_model(), task, optimizer, scheduler, data.train, run.evaluate, state
@@ -193,7 +194,7 @@ class _Run:
                 rng_states=rng,
             )  # fmt: skip
 
-    def callbacks(self, stream: TextIO | None, prefix: str) -> list[Callback]:
+    def callbacks(self, stream: TextIO | None, prefix: str, live: bool | None) -> list[Callback]:
         cbs: list[Callback] = [
             Checkpointer(self.save, self.cfg.train.checkpoint_every,
                          self.cfg.train.checkpoint_steps)
@@ -201,7 +202,7 @@ class _Run:
         if self.dist.is_main:
             cbs.append(HistoryWriter(self.rd.file(RunDir.HISTORY)))
             if self.cfg.train.progress:
-                cbs.append(ProgressBar(self.cfg.train.epochs, stream, prefix))
+                cbs.append(ProgressBar(self.cfg.train.epochs, stream, prefix, live))
         return cbs
 
     def train_model(self) -> nn.Module:

@@ -26,6 +26,12 @@ def register(sub) -> None:
         help="override a value in every recipe (repeatable)",
     )
     p.add_argument("--seeds", type=int, default=1, help="seeds per model (mean ± std)")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="trainings run at once, each in its own process with its share of the cores",
+    )
     p.add_argument("--epochs", type=int, help="override every recipe's epochs (smoke tests)")
     p.add_argument("--data-dir", metavar="DIR", help="directory holding the data set files")
     p.add_argument("--out", metavar="DIR", help="output directory (default runs/compare/...)")

@@ -38,11 +38,18 @@ class ProgressBar(Callback):
     """A live bar per epoch (loss, accuracy, images/s) on a terminal, one line per epoch
     otherwise (logs and CI stay readable)."""
 
-    def __init__(self, total_epochs: int, stream: TextIO | None = None, prefix: str = "") -> None:
+    def __init__(
+        self,
+        total_epochs: int,
+        stream: TextIO | None = None,
+        prefix: str = "",
+        live: bool | None = None,
+    ) -> None:
         self.total = total_epochs
         self.stream = stream if stream is not None else sys.stderr
         self.prefix = prefix
-        self.live = hasattr(self.stream, "isatty") and self.stream.isatty()
+        is_tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.live = is_tty if live is None else live and is_tty
         self._bar: Any = None
         self._last = 0.0
 
