@@ -7,10 +7,15 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from cnnlab.config import build_config
 
 SHARED_FMNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "fashion-mnist"
+
+# One intra-op thread: the tests' tensors are tiny, and on a busy 2-core machine two OpenMP
+# threads wait on each other (measured 4x slower model tests with 2 threads under load).
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

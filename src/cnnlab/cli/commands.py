@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from cnnlab.cli import compare_cmd, data_cmd, inspect_cmd, report_cmd, train_cmd
+import cnnlab.cli.inspect_net_cmd as inspect_net_cmd
+from cnnlab.cli import augment_cmd, compare_cmd, data_cmd, inspect_cmd, report_cmd, train_cmd
 
 REGISTRATIONS = [
     train_cmd.register_train,
@@ -12,4 +13,6 @@ REGISTRATIONS = [
     data_cmd.register,
     report_cmd.register,
     compare_cmd.register,
+    augment_cmd.register,
+    inspect_net_cmd.register,
 ]

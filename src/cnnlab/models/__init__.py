@@ -11,7 +11,20 @@ from typing import Any
 from torch import nn
 
 # Importing the family modules registers their builders.
-from cnnlab.models import alexnet, lenet, linear, resnet, simple, vgg  # noqa: F401
+from cnnlab.models import (  # noqa: F401
+    alexnet,
+    inception,
+    inception_small,
+    lenet,
+    linear,
+    mobilenet,
+    nin,
+    plain,
+    resnet,
+    simple,
+    squeezenet,
+    vgg,
+)
 from cnnlab.models.base import ImageClassifier, check_positive_int
 from cnnlab.registry import MODELS
 
