@@ -23,7 +23,13 @@ from cnnlab.reports.page import (
     toc,
 )
 from cnnlab.reports.run_report import env_line, env_table, weights_title
-from cnnlab.reports.sections import confusion_part, curves_part, examples_part, weights_part
+from cnnlab.reports.sections import (
+    confusion_part,
+    curves_part,
+    examples_part,
+    inside_part,
+    weights_part,
+)
 from cnnlab.viz.png import figure_to_png
 from cnnlab.viz.tradeoff import plot_tradeoff
 
@@ -166,8 +172,13 @@ def model_part(row: dict[str, Any], run: RunData | str, root: Path) -> str:
         f'<div class="pair"><div><h3>Training curves</h3>{curves_part(run)}</div>'
         f"<div><h3>Confusion matrix</h3>{confusion_part(run)}</div></div>"
         f"<h3>Example test images</h3>{examples_part(run)}"
-        f"<h3>{esc(weights_title(run))}</h3>{weights_part(run)}"
+        f"<h3>{esc(weights_title(run))}</h3>{weights_part(run)}" + _inside(run)
     )
+
+
+def _inside(run: RunData) -> str:
+    inside = inside_part(run)
+    return "" if inside is None else f"<h3>Inside the network</h3>{inside}"
 
 
 def render_compare_page(results: dict[str, Any], runs: list[RunData | str], root: Path) -> str:

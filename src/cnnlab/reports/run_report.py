@@ -15,6 +15,7 @@ from cnnlab.reports.sections import (
     curves_part,
     examples_part,
     headline_rows,
+    inside_part,
     per_class_part,
     weights_part,
 )
@@ -92,6 +93,7 @@ def render_run_page(run: RunData) -> str:
         ("per-class", "Per-class precision, recall and F1", per_class_part(run)),
         ("examples", "Example test images", examples_part(run)),
         ("weights", weights_title(run), weights_part(run)),
+        *([("inside", "Inside the network", inside)] if (inside := inside_part(run)) else []),
         ("config", "Configuration", _config_part(run)),
         ("environment", "Environment", env_table(run.env)),
     ]

@@ -220,3 +220,20 @@ def headline_rows(run: RunData) -> list[list[Cell | str]]:
     if m.get("stopped_early"):
         rows.append(("stopped early", str(m["stopped_early"]), None))
     return [[k, num(v, "" if exact is None else exact)] for k, v, exact in rows]
+
+
+def inside_part(run: RunData) -> str | None:
+    """The "inside the network" figures of a CNN (filters, feature maps, Grad-CAM, sparsity;
+    handbook §3.1), or None for a model without convolutions. Needs the run's data set."""
+    from cnnlab.inspect.inside import CAPTIONS, inside_figures
+
+    try:
+        figs = inside_figures(run.path)
+    except Exception as err:  # data set moved, checkpoint unreadable: say so, keep the page
+        return note(f"Inside-the-network figures could not be made: {err}", warn=True)
+    if not figs:
+        return None
+    return "".join(
+        figure(img_png(png, f"{key} of {run.model}"), CAPTIONS.get(key, ""))
+        for key, png in figs.items()
+    )
