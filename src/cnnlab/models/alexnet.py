@@ -13,6 +13,10 @@ three overlapping 3/2 max-pools stay, so a 28 px image gives maps 28, 13, 6, 2 (
 ``init="paper"``: weights N(0, 0.01), biases 1 in conv2, conv4, conv5, fc6 and fc7 (keeps the
 ReLUs active early on) and 0 elsewhere, as in the paper (§5). ``init="torch"`` keeps torch's
 defaults. ``width`` scales every conv width and the two 4096-wide FC layers.
+
+``norm="bn"`` (not in the paper; Handbook §11.2.3) adds BatchNorm2d after each of the five
+convs, before the activation (``bn_position="before"``; the conv then has no bias) or after it;
+the FC layers keep dropout and no BN, as in torchvision's VGG-BN. LRN stays unless ``lrn=False``.
 """
 
 from __future__ import annotations
@@ -26,9 +30,12 @@ from cnnlab.models.base import (
     ImageClassifier,
     check_choice,
     check_common,
+    check_norm,
     check_positive_int,
     check_probability,
     check_width,
+    layer_bias,
+    norm_act,
     resolve_stem,
     scale_width,
     too_small,
@@ -57,29 +64,41 @@ def _final_side(input_size: int, stem: str) -> int:
 
 
 def _make_features(
-    in_chans: int, stem: str, activation: str, lrn: bool, groups: int, width: float
+    in_chans: int,
+    stem: str,
+    activation: str,
+    lrn: bool,
+    groups: int,
+    width: float,
+    norm: str = "none",
+    bn_position: str = "before",
 ) -> nn.Sequential:
-    """conv1 .. pool5 of Table 3.1 (conv -> act -> pool -> LRN ordering)."""
+    """conv1 .. pool5 of Table 3.1 (conv -> [BN] -> act -> pool -> LRN ordering)."""
     c1, c2, c3, c4, c5 = (scale_width(c, width, groups) for c in CONV_WIDTHS)
+    bias = layer_bias(norm, bn_position)
     if stem == "imagenet":
-        conv1 = nn.Conv2d(in_chans, c1, 11, stride=4)
+        conv1 = nn.Conv2d(in_chans, c1, 11, stride=4, bias=bias)
     else:
-        conv1 = nn.Conv2d(in_chans, c1, 3, stride=1, padding=1)
+        conv1 = nn.Conv2d(in_chans, c1, 3, stride=1, padding=1, bias=bias)
+
+    def post(i: int, width: int) -> list[tuple[str, nn.Module]]:
+        return [(f"{n}{i}", m) for n, m in norm_act(width, activation, norm, bn_position)]
+
     layers: list[tuple[str, nn.Module]] = [
         ("conv1", conv1),
-        ("act1", make_activation(activation)),
+        *post(1, c1),
         ("pool1", nn.MaxPool2d(3, 2)),
         *([("lrn1", _lrn())] if lrn else []),
-        ("conv2", nn.Conv2d(c1, c2, 5, padding=2, groups=groups)),
-        ("act2", make_activation(activation)),
+        ("conv2", nn.Conv2d(c1, c2, 5, padding=2, groups=groups, bias=bias)),
+        *post(2, c2),
         ("pool2", nn.MaxPool2d(3, 2)),
         *([("lrn2", _lrn())] if lrn else []),
-        ("conv3", nn.Conv2d(c2, c3, 3, padding=1)),
-        ("act3", make_activation(activation)),
-        ("conv4", nn.Conv2d(c3, c4, 3, padding=1, groups=groups)),
-        ("act4", make_activation(activation)),
-        ("conv5", nn.Conv2d(c4, c5, 3, padding=1, groups=groups)),
-        ("act5", make_activation(activation)),
+        ("conv3", nn.Conv2d(c2, c3, 3, padding=1, bias=bias)),
+        *post(3, c3),
+        ("conv4", nn.Conv2d(c3, c4, 3, padding=1, groups=groups, bias=bias)),
+        *post(4, c4),
+        ("conv5", nn.Conv2d(c4, c5, 3, padding=1, groups=groups, bias=bias)),
+        *post(5, c5),
         ("pool5", nn.MaxPool2d(3, 2)),
     ]
     return nn.Sequential(OrderedDict(layers))
@@ -101,6 +120,8 @@ class AlexNet(ImageClassifier):
         width: float,
         stem: str,
         init: str,
+        norm: str = "none",
+        bn_position: str = "before",
     ) -> None:
         super().__init__(
             arch="alexnet",
@@ -111,6 +132,7 @@ class AlexNet(ImageClassifier):
             fixed_size=True,
             stem=stem,
             width=width,
+            norm=norm,
         )
         side = _final_side(input_size, stem)
         if side < 1:
@@ -118,14 +140,16 @@ class AlexNet(ImageClassifier):
             raise too_small("alexnet", input_size, need, f"stem={stem!r}")
         c5 = scale_width(CONV_WIDTHS[-1], width, groups)
         fc = scale_width(FC_WIDTH, width)
-        self.features = _make_features(in_chans, stem, activation, lrn, groups, width)
+        self.features = _make_features(
+            in_chans, stem, activation, lrn, groups, width, norm, bn_position
+        )
         self.classifier = nn.Sequential(
             OrderedDict(
                 fc6=nn.Linear(c5 * side * side, fc),  # 6*6*256 = 9216 inputs at 227
-                act6=make_activation(activation),
+                act6=make_activation(activation, channels=fc),
                 drop6=Dropout(dropout),
                 fc7=nn.Linear(fc, fc),
-                act7=make_activation(activation),
+                act7=make_activation(activation, channels=fc),
                 drop7=Dropout(dropout),
             )
         )
@@ -140,7 +164,8 @@ class AlexNet(ImageClassifier):
         for name, layer in [*named, ("head", self.head)]:
             if isinstance(layer, (nn.Conv2d, nn.Linear)):
                 nn.init.normal_(layer.weight, std=0.01)
-                nn.init.constant_(layer.bias, 1.0 if name in ones else 0.0)
+                if layer.bias is not None:  # no conv bias when BN follows (norm="bn")
+                    nn.init.constant_(layer.bias, 1.0 if name in ones else 0.0)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
@@ -161,14 +186,18 @@ def alexnet(
     width: float = 1.0,
     stem: str = "auto",
     init: str = "paper",
+    norm: str = "none",
+    bn_position: str = "before",
 ) -> AlexNet:
     """AlexNet (Krizhevsky et al. 2012), Handbook Table 3.1; 62,378,344 params at 227/1000.
 
     stem: "imagenet" (11x11/4 conv1), "small" (3x3/1 conv1 for 28/32 px) or "auto" (imagenet
     from 96 px up). groups=2 reproduces the two-GPU split of conv2/4/5. width scales conv and
     FC widths. init: "paper" (N(0, 0.01), some biases 1) or "torch" (torch defaults).
+    norm: "none" or "bn" (BatchNorm after each conv); bn_position: "before" or "after" the act.
     """
     check_common(num_classes, in_chans, input_size)
+    norm, bn_position = check_norm(norm, bn_position)
     check_activation(activation)
     check_positive_int("groups", groups)
     check_choice("init", init, ("paper", "torch"))
@@ -183,4 +212,6 @@ def alexnet(
         width=check_width(width),
         stem=resolve_stem(stem, input_size),
         init=init,
+        norm=norm,
+        bn_position=bn_position,
     )

@@ -27,7 +27,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.models.base import ImageClassifier, check_choice, check_common, check_positive_int
+from cnnlab.models.base import (
+    ImageClassifier,
+    check_choice,
+    check_common,
+    check_norm,
+    check_positive_int,
+    layer_bias,
+    norm_act,
+)
 from cnnlab.nn.activations import check_activation, make_activation
 from cnnlab.registry import MODELS
 
@@ -117,7 +125,15 @@ class LeNet5(ImageClassifier):
     """LeNet-5 in the case-study form or the faithful 1998 form (see the module docstring)."""
 
     def __init__(
-        self, *, num_classes: int, in_chans: int, input_size: int, activation: str, variant: str
+        self,
+        *,
+        num_classes: int,
+        in_chans: int,
+        input_size: int,
+        activation: str,
+        variant: str,
+        norm: str = "none",
+        bn_position: str = "before",
     ) -> None:
         super().__init__(
             arch="lenet5",
@@ -128,6 +144,7 @@ class LeNet5(ImageClassifier):
             + ("" if variant == "1998" else "; ReLU/max-pool form of the case study (seed 004)"),
             fixed_size=True,
             variant=variant,
+            norm=norm,
         )
         self.variant = variant
         faithful = variant == "1998"
@@ -137,21 +154,30 @@ class LeNet5(ImageClassifier):
         layers: OrderedDict[str, nn.Module] = OrderedDict()
         if pad:
             layers["pad"] = nn.ZeroPad2d((pad // 2, pad - pad // 2, pad // 2, pad - pad // 2))
-        layers["c1"] = nn.Conv2d(in_chans, 6, 5)
-        layers["act1"] = make_activation(activation)
+        bias = layer_bias(norm, bn_position)
+
+        def post(index: int, width: int, dims: int = 2) -> None:
+            """BN (norm="bn") and the activation after layer ``index``: bn<i>, act<i>."""
+            for name, module in norm_act(width, activation, norm, bn_position, dims=dims):
+                layers[f"{name}{index}"] = module
+
+        layers["c1"] = nn.Conv2d(in_chans, 6, 5, bias=bias)
+        post(1, 6)
         layers["s2"] = Subsample2d(6) if faithful else nn.MaxPool2d(2)
         if faithful:
-            layers["act2"] = make_activation(activation)
-        layers["c3"] = ConnectionTableConv2d(6, C3_TABLE, 5) if faithful else nn.Conv2d(6, 16, 5)
-        layers["act3"] = make_activation(activation)
+            layers["act2"] = make_activation(activation, channels=6)
+        layers["c3"] = (
+            ConnectionTableConv2d(6, C3_TABLE, 5) if faithful else nn.Conv2d(6, 16, 5, bias=bias)
+        )
+        post(3, 16)
         layers["s4"] = Subsample2d(16) if faithful else nn.MaxPool2d(2)
         if faithful:
-            layers["act4"] = make_activation(activation)
-        layers["c5"] = nn.Conv2d(16, 120, 5)
-        layers["act5"] = make_activation(activation)
+            layers["act4"] = make_activation(activation, channels=16)
+        layers["c5"] = nn.Conv2d(16, 120, 5, bias=bias)
+        post(5, 120)
         layers["flatten"] = nn.Flatten()  # (B, 120, s, s) -> (B, 120*s*s); s = 1 at 32x32
-        layers["f6"] = nn.Linear(120 * c5_side * c5_side, 84)
-        layers["act6"] = make_activation(activation)
+        layers["f6"] = nn.Linear(120 * c5_side * c5_side, 84, bias=bias)
+        post(6, 84, dims=1)
         self.features = nn.Sequential(layers)
         self.head = RBFOutput(84, num_classes) if faithful else nn.Linear(84, num_classes)
         if faithful:
@@ -198,14 +224,21 @@ def lenet5(
     input_size: int = 32,
     activation: str | None = None,
     variant: str = "case_study",
+    norm: str = "none",
+    bn_position: str = "before",
 ) -> LeNet5:
     """LeNet-5 (LeCun et al. 1998): case-study ReLU form (61,706 params) or variant="1998".
 
     ``activation=None`` means the variant's own: "relu" for the case study, "lecun_tanh"
     (1.7159*tanh(2x/3)) for 1998. Inputs smaller than 32x32 are zero-padded to 32.
+    norm="bn" (case-study variant only) adds BatchNorm after C1, C3, C5 and F6, before the
+    activation (bn_position="before", default; those layers then have no bias) or after it.
     """
     check_common(num_classes, in_chans, input_size)
     check_choice("variant", variant, VARIANTS)
+    norm, bn_position = check_norm(norm, bn_position)
+    if norm != "none" and variant == "1998":
+        raise ValueError("norm='bn' is only available for variant='case_study' (1998 had no BN)")
     if activation is None:
         activation = "lecun_tanh" if variant == "1998" else "relu"
     check_activation(activation)
@@ -215,4 +248,6 @@ def lenet5(
         input_size=input_size,
         activation=activation,
         variant=variant,
+        norm=norm,
+        bn_position=bn_position,
     )

@@ -16,6 +16,7 @@ then has 269,722 params at 3x32x32 (269,434 at 1x28x28). ``shortcut="B"`` gives 
 (272,186), the ResNet-20 of BASELINES model (6).
 
 ``plain=True`` drops every shortcut (the "plain" nets of the degradation experiment).
+``norm="none"`` removes every BatchNorm (convs then get biases; default ``"bn"``, Handbook §11.2.3).
 ``width`` scales the stem and stage widths (1.0 = the paper; 2.0 turns 16/32/64 into 32/64/128).
 Init: He normal (fan_out) for convs, BN weight 1 / bias 0, torch default for the FC layer.
 """
@@ -29,28 +30,32 @@ import torch
 from torch import nn
 
 from cnnlab.models.base import (
+    NORMS,
     ImageClassifier,
     check_choice,
     check_common,
     check_width,
+    conv_block,
     resolve_stem,
     scale_width,
 )
 from cnnlab.nn.activations import check_activation, make_activation
-from cnnlab.nn.layers import ConvBNAct, ShortcutA
+from cnnlab.nn.layers import ShortcutA
 from cnnlab.registry import MODELS
 
 PAPER = "He et al. 2016, CVPR (Deep Residual Learning); Handbook §3.2.4"
 SHORTCUTS = ("A", "B")
 
 
-def make_shortcut(in_chans: int, out_chans: int, stride: int, kind: str) -> nn.Module:
+def make_shortcut(
+    in_chans: int, out_chans: int, stride: int, kind: str, norm: str = "bn"
+) -> nn.Module:
     """Identity when shapes match; otherwise option A (zero-pad) or B (1x1 conv + BN)."""
     if in_chans == out_chans and stride == 1:
         return nn.Identity()  # adds no parameters (Handbook §3.2.4)
     if kind == "A":
         return ShortcutA(in_chans, out_chans, stride)
-    return ConvBNAct(in_chans, out_chans, 1, stride, activation=None)
+    return conv_block(in_chans, out_chans, 1, stride, activation=None, norm=norm)
 
 
 class BasicBlock(nn.Module):
@@ -59,15 +64,22 @@ class BasicBlock(nn.Module):
     expansion = 1
 
     def __init__(
-        self, in_chans: int, width: int, stride: int, *, activation: str, shortcut: str | None
+        self,
+        in_chans: int,
+        width: int,
+        stride: int,
+        *,
+        activation: str,
+        shortcut: str | None,
+        norm: str = "bn",
     ) -> None:
         super().__init__()
-        self.conv1 = ConvBNAct(in_chans, width, 3, stride, activation=activation)
-        self.conv2 = ConvBNAct(width, width, 3, activation=None)
+        self.conv1 = conv_block(in_chans, width, 3, stride, activation=activation, norm=norm)
+        self.conv2 = conv_block(width, width, 3, activation=None, norm=norm)
         self.shortcut = (
-            None if shortcut is None else make_shortcut(in_chans, width, stride, shortcut)
+            None if shortcut is None else make_shortcut(in_chans, width, stride, shortcut, norm)
         )
-        self.act = make_activation(activation)
+        self.act = make_activation(activation, channels=width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv2(self.conv1(x))
@@ -90,17 +102,18 @@ class Bottleneck(nn.Module):
         activation: str,
         shortcut: str | None,
         stride_in_1x1: bool = True,
+        norm: str = "bn",
     ) -> None:
         super().__init__()
         out_chans = width * self.expansion
         s1, s3 = (stride, 1) if stride_in_1x1 else (1, stride)
-        self.conv1 = ConvBNAct(in_chans, width, 1, s1, activation=activation)
-        self.conv2 = ConvBNAct(width, width, 3, s3, activation=activation)
-        self.conv3 = ConvBNAct(width, out_chans, 1, activation=None)
+        self.conv1 = conv_block(in_chans, width, 1, s1, activation=activation, norm=norm)
+        self.conv2 = conv_block(width, width, 3, s3, activation=activation, norm=norm)
+        self.conv3 = conv_block(width, out_chans, 1, activation=None, norm=norm)
         self.shortcut = (
-            None if shortcut is None else make_shortcut(in_chans, out_chans, stride, shortcut)
+            None if shortcut is None else make_shortcut(in_chans, out_chans, stride, shortcut, norm)
         )
-        self.act = make_activation(activation)
+        self.act = make_activation(activation, channels=out_chans)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv3(self.conv2(self.conv1(x)))
@@ -109,14 +122,16 @@ class Bottleneck(nn.Module):
         return self.act(out)
 
 
-def _make_stem(kind: str, in_chans: int, width: int, activation: str) -> nn.Sequential:
+def _make_stem(
+    kind: str, in_chans: int, width: int, activation: str, norm: str = "bn"
+) -> nn.Sequential:
     """ImageNet stem (7x7/2 conv + 3x3/2 max-pool) or small-input stem (3x3/1 conv, no pool)."""
     layers: OrderedDict[str, nn.Module] = OrderedDict()
     if kind == "imagenet":
-        layers["conv"] = ConvBNAct(in_chans, width, 7, 2, activation=activation)
+        layers["conv"] = conv_block(in_chans, width, 7, 2, activation=activation, norm=norm)
         layers["pool"] = nn.MaxPool2d(3, 2, padding=1)
     else:
-        layers["conv"] = ConvBNAct(in_chans, width, 3, 1, activation=activation)
+        layers["conv"] = conv_block(in_chans, width, 3, 1, activation=activation, norm=norm)
     return nn.Sequential(layers)
 
 
@@ -140,6 +155,7 @@ class ResNet(ImageClassifier):
         plain: bool,
         width: float = 1.0,
         stride_in_1x1: bool = True,
+        norm: str = "bn",
     ) -> None:
         super().__init__(
             arch=arch,
@@ -151,10 +167,13 @@ class ResNet(ImageClassifier):
             stem=stem,
             shortcut=None if plain else shortcut,
             width=width,
+            norm=norm,
         )
-        self.stem = _make_stem(stem, in_chans, scale_width(stem_width, width), activation)
+        self.stem = _make_stem(stem, in_chans, scale_width(stem_width, width), activation, norm)
         block_cls = Bottleneck if block == "bottleneck" else BasicBlock
-        extra = {"stride_in_1x1": stride_in_1x1} if block == "bottleneck" else {}
+        extra: dict[str, object] = {"norm": norm}
+        if block == "bottleneck":
+            extra["stride_in_1x1"] = stride_in_1x1
         chans = scale_width(stem_width, width)
         for i, (n, stage_width) in enumerate(zip(layers, widths, strict=True)):
             stage_width = scale_width(stage_width, width)
@@ -206,12 +225,19 @@ CIFAR_DEPTHS = {20: 3, 32: 5, 44: 7, 56: 9, 110: 18}
 
 
 def _check(
-    num_classes: int, in_chans: int, input_size: int, activation: str, shortcut: str, width: float
+    num_classes: int,
+    in_chans: int,
+    input_size: int,
+    activation: str,
+    shortcut: str,
+    width: float,
+    norm: str = "bn",
 ) -> None:
     check_common(num_classes, in_chans, input_size)
     check_activation(activation)
     check_choice("shortcut", shortcut, SHORTCUTS)
     check_width(width)
+    check_choice("norm", norm, NORMS)
 
 
 def _build_imagenet(
@@ -226,9 +252,10 @@ def _build_imagenet(
     plain: bool,
     width: float,
     stride_in_1x1: bool = True,
+    norm: str = "bn",
 ) -> ResNet:
     block, layers = IMAGENET_DEPTHS[depth]
-    _check(num_classes, in_chans, input_size, activation, shortcut, width)
+    _check(num_classes, in_chans, input_size, activation, shortcut, width, norm)
     return ResNet(
         arch=f"resnet{depth}",
         block=block,
@@ -244,6 +271,7 @@ def _build_imagenet(
         plain=bool(plain),
         width=float(width),
         stride_in_1x1=bool(stride_in_1x1),
+        norm=norm,
     )
 
 
@@ -258,10 +286,12 @@ def _basic_builder(depth: int) -> Callable[..., ResNet]:
         shortcut: str = "B",
         plain: bool = False,
         width: float = 1.0,
+        norm: str = "bn",
     ) -> ResNet:
         return _build_imagenet(
             depth, num_classes=num_classes, in_chans=in_chans, input_size=input_size,
             activation=activation, stem=stem, shortcut=shortcut, plain=plain, width=width,
+            norm=norm,
         )  # fmt: skip
 
     return builder
@@ -279,11 +309,12 @@ def _bottleneck_builder(depth: int) -> Callable[..., ResNet]:
         plain: bool = False,
         width: float = 1.0,
         stride_in_1x1: bool = True,
+        norm: str = "bn",
     ) -> ResNet:
         return _build_imagenet(
             depth, num_classes=num_classes, in_chans=in_chans, input_size=input_size,
             activation=activation, stem=stem, shortcut=shortcut, plain=plain, width=width,
-            stride_in_1x1=stride_in_1x1,
+            stride_in_1x1=stride_in_1x1, norm=norm,
         )  # fmt: skip
 
     return builder
@@ -299,7 +330,7 @@ def _register_imagenet(depth: int) -> None:
         "stem: 'imagenet' (7x7/2 conv + 3x3/2 max-pool), 'small' (3x3/1 conv, no pool) or "
         "'auto' (imagenet from 96 px up). shortcut: 'B' (1x1 projection where the shape "
         "changes) or 'A' (zero-padding). plain=True removes all shortcuts. width scales all "
-        "channel widths (1.0 = the paper)."
+        "channel widths (1.0 = the paper). norm='none' removes every BatchNorm."
         + (
             " stride_in_1x1=False moves the stride to the 3x3 conv."
             if block == "bottleneck"
@@ -322,8 +353,9 @@ def _register_cifar(depth: int) -> None:
         shortcut: str = "A",
         plain: bool = False,
         width: float = 1.0,
+        norm: str = "bn",
     ) -> ResNet:
-        _check(num_classes, in_chans, input_size, activation, shortcut, width)
+        _check(num_classes, in_chans, input_size, activation, shortcut, width, norm)
         return ResNet(
             arch=name,
             block="basic",
@@ -338,6 +370,7 @@ def _register_cifar(depth: int) -> None:
             shortcut=shortcut,
             plain=bool(plain),
             width=float(width),
+            norm=norm,
         )
 
     builder.__name__ = builder.__qualname__ = name
@@ -345,7 +378,7 @@ def _register_cifar(depth: int) -> None:
         f"ResNet-{depth} for CIFAR (He et al. 2016 §4.2): 3 stages x {n} basic blocks, 16/32/64."
         "\n\nshortcut: 'A' (paper: subsample + zero-pad, no parameters) or 'B' (1x1 conv + BN "
         "where the shape changes). plain=True removes all shortcuts. width scales the stage "
-        "widths (2.0 gives 32/64/128)."
+        "widths (2.0 gives 32/64/128). norm='none' removes every BatchNorm (default 'bn')."
     )
     MODELS.register(name)(builder)
 

@@ -12,8 +12,10 @@ there, so 4096-wide layers would be mostly dead weight). The conv part is unchan
 
 ``init="paper"``: Glorot-uniform weights and zero biases, the scheme the paper reports training
 every configuration from scratch with; ``init="torch"`` keeps torch's defaults. With
-``batch_norm=True`` (not in the paper) each conv is followed by BatchNorm and has no bias.
-``width`` scales all conv widths and the hidden FC width (1.0 = the paper).
+``norm="bn"`` (not in the paper; Handbook §11.2.3) each conv is followed by BatchNorm, before the
+activation (``bn_position="before"``, the conv then has no bias) or after it; the legacy
+``batch_norm=True/False`` flag means norm="bn"/"none". ``width`` scales all conv widths and the
+hidden FC width (1.0 = the paper).
 """
 
 from __future__ import annotations
@@ -28,16 +30,21 @@ from cnnlab.models.base import (
     ImageClassifier,
     check_choice,
     check_common,
+    check_norm,
     check_positive_int,
     check_probability,
     check_width,
+    conv_block,
+    layer_bias,
+    norm_act,
+    resolve_batch_norm,
     resolve_stem,
     scale_width,
     too_small,
 )
-from cnnlab.nn.activations import check_activation, make_activation
+from cnnlab.nn.activations import check_activation
 from cnnlab.nn.dropout import Dropout
-from cnnlab.nn.layers import ConvBNAct, conv_out_size
+from cnnlab.nn.layers import conv_out_size
 from cnnlab.registry import MODELS
 
 M = "M"  # a 2x2/2 max-pool in a configuration list
@@ -71,6 +78,7 @@ class VGG(ImageClassifier):
         ceil_mode: bool,
         init: str,
         paper: str = PAPER,
+        bn_position: str = "before",
         **extra_cfg: object,
     ) -> None:
         super().__init__(
@@ -89,13 +97,18 @@ class VGG(ImageClassifier):
                 layers.append(nn.MaxPool2d(2, 2, ceil_mode=ceil_mode))
                 side = conv_out_size(side, 2, 2, ceil_mode=ceil_mode)
                 continue
-            layers.append(ConvBNAct(chans, item, 3, batch_norm=batch_norm, activation=activation))
+            norm = "bn" if batch_norm else "none"
+            layers.append(
+                conv_block(
+                    chans, item, 3, activation=activation, norm=norm, bn_position=bn_position
+                )
+            )
             chans = int(item)
         if side < 1:
             raise too_small(arch, input_size, 2 ** config.count(M), "try stem='small'")
         self.features = nn.Sequential(*layers)
         self.classifier = self._make_classifier(
-            chans * side * side, fc_widths, activation, fc_batch_norm, dropout
+            chans * side * side, fc_widths, activation, fc_batch_norm, dropout, bn_position
         )
         self.head = nn.Linear(fc_widths[-1] if fc_widths else chans * side * side, num_classes)
         if init == "paper":
@@ -103,15 +116,23 @@ class VGG(ImageClassifier):
 
     @staticmethod
     def _make_classifier(
-        in_features: int, widths: Sequence[int], activation: str, bn: bool, dropout: float
+        in_features: int,
+        widths: Sequence[int],
+        activation: str,
+        bn: bool,
+        dropout: float,
+        bn_position: str = "before",
     ) -> nn.Sequential:
-        """Hidden FC layers: Linear -> [BatchNorm1d] -> act -> Dropout for each width."""
+        """Hidden FC layers: Linear -> [BatchNorm1d] -> act -> Dropout for each width.
+
+        With ``bn_position="after"`` the BatchNorm1d follows the activation instead.
+        """
+        norm = "bn" if bn else "none"
         layers: OrderedDict[str, nn.Module] = OrderedDict()
         for i, w in enumerate(widths):
-            layers[f"fc{i + 1}"] = nn.Linear(in_features, w, bias=not bn)
-            if bn:
-                layers[f"bn{i + 1}"] = nn.BatchNorm1d(w)
-            layers[f"act{i + 1}"] = make_activation(activation)
+            layers[f"fc{i + 1}"] = nn.Linear(in_features, w, bias=layer_bias(norm, bn_position))
+            for name, module in norm_act(w, activation, norm, bn_position, dims=1):
+                layers[f"{name}{i + 1}"] = module
             layers[f"drop{i + 1}"] = Dropout(dropout)
             in_features = w
         return nn.Sequential(layers)
@@ -138,7 +159,8 @@ def _build_vgg(
     in_chans: int,
     input_size: int,
     activation: str,
-    batch_norm: bool,
+    norm: str,
+    bn_position: str,
     dropout: float,
     stem: str,
     classifier_width: int | None,
@@ -147,6 +169,7 @@ def _build_vgg(
 ) -> VGG:
     check_common(num_classes, in_chans, input_size)
     check_activation(activation)
+    norm, bn_position = check_norm(norm, bn_position)
     check_choice("init", init, ("paper", "torch"))
     check_width(width)
     stem = resolve_stem(stem, input_size)
@@ -162,11 +185,13 @@ def _build_vgg(
         in_chans=in_chans,
         input_size=input_size,
         activation=activation,
-        batch_norm=bool(batch_norm),
+        batch_norm=norm == "bn",
         fc_batch_norm=False,
         dropout=check_probability("dropout", dropout),
         ceil_mode=stem == "small",
         init=init,
+        bn_position=bn_position,
+        norm=norm,
         stem=stem,
         vgg_config=config,
         width=width,
@@ -180,12 +205,14 @@ def _register_vgg(name: str, config: str, summary: str) -> None:
         in_chans: int = 3,
         input_size: int = 224,
         activation: str = "relu",
-        batch_norm: bool = False,
+        batch_norm: bool | None = None,
         dropout: float = 0.5,
         stem: str = "auto",
         classifier_width: int | None = None,
         width: float = 1.0,
         init: str = "paper",
+        norm: str = "none",
+        bn_position: str = "before",
     ) -> VGG:
         return _build_vgg(
             name,
@@ -194,7 +221,8 @@ def _register_vgg(name: str, config: str, summary: str) -> None:
             in_chans=in_chans,
             input_size=input_size,
             activation=activation,
-            batch_norm=batch_norm,
+            norm=resolve_batch_norm(batch_norm, norm, "none"),
+            bn_position=bn_position,
             dropout=dropout,
             stem=stem,
             classifier_width=classifier_width,
@@ -207,7 +235,8 @@ def _register_vgg(name: str, config: str, summary: str) -> None:
         f"{summary}\n\nstem: 'imagenet' (floor pools, 4096-wide FCs), 'small' (ceil-mode pools, "
         "512-wide FCs) or 'auto' (imagenet from 96 px up). width scales every conv and hidden FC "
         "width; classifier_width sets the hidden FC width outright. init: 'paper' (Glorot "
-        "uniform) or 'torch'."
+        "uniform) or 'torch'. norm: 'none' or 'bn' (BatchNorm after every conv; batch_norm=True "
+        "is the legacy spelling); bn_position: 'before' or 'after' the activation."
     )
     MODELS.register(name)(builder)
 
@@ -233,18 +262,23 @@ def vgg_small(
     in_chans: int = 1,
     input_size: int = 28,
     activation: str = "relu",
-    batch_norm: bool = True,
+    batch_norm: bool | None = None,
     dropout: float = 0.5,
+    norm: str = "bn",
+    bn_position: str = "before",
 ) -> VGG:
     """The case study's small VGG (BASELINES model 5): 944,810 params at 1x28x28, 10 classes.
 
     Six 3x3 convs (32-32-pool-64-64-pool-128-128-pool), then FC 512 and FC 128, each as
     Linear (no bias) -> BatchNorm1d -> act -> Dropout, then FC C. Convs are followed by
-    BatchNorm (no conv bias) when ``batch_norm`` is true; ``batch_norm=False`` drops both the
-    2-d and the 1-d BatchNorms (the layers then get biases). Torch default init.
+    BatchNorm (no conv bias) when ``norm="bn"`` (default); ``norm="none"`` drops both the 2-d
+    and the 1-d BatchNorms (the layers then get biases). ``bn_position="after"`` puts each BN
+    after the activation (layers keep their biases). ``batch_norm`` is the legacy flag for
+    norm. Torch default init.
     """
     check_common(num_classes, in_chans, input_size)
     check_activation(activation)
+    norm, bn_position = check_norm(resolve_batch_norm(batch_norm, norm, "bn"), bn_position)
     if input_size < 8:
         raise too_small("vgg_small", input_size, 8)
     return VGG(
@@ -255,10 +289,12 @@ def vgg_small(
         in_chans=in_chans,
         input_size=input_size,
         activation=activation,
-        batch_norm=bool(batch_norm),
-        fc_batch_norm=bool(batch_norm),
+        batch_norm=norm == "bn",
+        fc_batch_norm=norm == "bn",
         dropout=check_probability("dropout", dropout),
         ceil_mode=False,
         init="torch",
         paper="mini VGG of the Fashion-MNIST case study (seed 004; BASELINES model 5)",
+        bn_position=bn_position,
+        norm=norm,
     )
