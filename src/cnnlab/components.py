@@ -148,3 +148,32 @@ def check_data_practice(data: Any) -> None:
             check()
         except (RegistryError, ValueError, TypeError) as err:
             raise ConfigError(f"{key}: {err}") from None
+
+
+def check_practice_components(cfg: Any) -> None:
+    """The model's init scheme and the loss's mix task (checked without data)."""
+    from cnnlab.config import ConfigError
+    from cnnlab.engine.mix_tasks import MIX_TASKS
+    from cnnlab.nn.init import resolve_scheme
+
+    if cfg.model.init is not None and cfg.model.init != "lsuv":
+        try:
+            resolve_scheme(cfg.model.init)
+        except (RegistryError, ValueError, TypeError) as err:
+            raise ConfigError(f"model.init: {err}") from None
+    mix = cfg.loss.mix
+    if mix is None:
+        return
+    options = dict(mix)
+    name = options.pop("name", None)
+    if name not in MIX_TASKS:
+        raise ConfigError(f"loss.mix.name: expected one of {', '.join(MIX_TASKS)}, found {name!r}")
+    if cfg.loss.name in ("center", "l_softmax"):
+        raise ConfigError(
+            f"loss.mix: {name} mixes the losses of two labels and works with plain losses, "
+            f"not with {cfg.loss.name!r} (which needs the features of single images)"
+        )
+    try:
+        MIX_TASKS[name](torch.nn.CrossEntropyLoss(), **options)
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"loss.mix: {err}") from None

@@ -52,12 +52,47 @@ class DataConfig:
 class ModelConfig:
     name: str = "cnn2"
     params: Mapping[str, Any] = field(default_factory=dict)  # builder options
+    # Handbook ch. 7: None keeps each model's own init; a name ("kaiming_normal") or a mapping
+    # by layer type ({conv: .., linear: .., bias: .., norm: ..}); "lsuv" for data-dependent.
+    init: str | Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
 class LossConfig:
     name: str = "cross_entropy"
     params: Mapping[str, Any] = field(default_factory=dict)
+    mix: Mapping[str, Any] | None = None  # {name: mixup|cutmix, alpha: .., p: ..}
+
+
+@dataclass(frozen=True)
+class RegularizationConfig:
+    """Handbook ch. 10. l2 as weight decay lives in ``optim.weight_decay``; these are explicit
+    penalties added to the loss (both set = elastic net) and the max-norm constraint."""
+
+    l1: float = 0.0  # lambda_1 * sum |w| over conv/linear weights
+    l2: float = 0.0  # lambda_2 / 2 * sum w^2 over conv/linear weights
+    max_norm: float | None = None  # ||w_unit||_2 <= c after every step (c = 3 or 4 usual)
+
+
+@dataclass(frozen=True)
+class EarlyStoppingConfig:
+    """Stop when the validation metric has not improved for ``patience`` epochs (§10.5)."""
+
+    enabled: bool = False
+    metric: str = "val_loss"  # val_loss | val_acc
+    patience: int = 5
+    min_delta: float = 0.0
+    restore_best: bool = True  # end with the best epoch's weights
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Start from a trained checkpoint (handbook §11.2.5)."""
+
+    checkpoint: str | None = None  # run directory or checkpoint.safetensors
+    freeze_stages: int = 0  # keep the first k stages fixed
+    stage_lr_decay: float = 1.0  # stage i of n gets lr * decay^(n-1-i): deeper layers learn faster
+    head_lr_mult: float = 1.0  # the (new) classifier's lr multiplier
 
 
 @dataclass(frozen=True)
@@ -90,6 +125,7 @@ class TrainConfig:
     sync_bn: bool = False  # SyncBatchNorm across processes under torchrun
     threads: int | None = None  # torch intra-op threads (None: torch's default)
     grad_clip: float | None = None
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
     eval_every: int = 1  # epochs between evaluations
     checkpoint_every: int = 1  # epochs between checkpoints (0: only at the end)
     checkpoint_steps: int = 0  # also every N optimiser steps (0: off), for long epochs
@@ -107,7 +143,9 @@ class RunConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    regularization: RegularizationConfig = field(default_factory=RegularizationConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(dataclasses.asdict(self))
@@ -120,6 +158,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "data.normalize": ("per-channel", "none"),
     "train.precision": ("auto", "fp32", "bf16", "fp16"),
     "train.channels_last": ("auto", "on", "off"),
+    "train.early_stopping.metric": ("val_loss", "val_acc"),
 }
 
 
@@ -326,9 +365,11 @@ def validate(cfg: RunConfig) -> None:
         cfg.schedule.warmup_epochs,
     )
     for key, choices in CHOICES.items():
-        section, name = key.split(".")
-        value = getattr(getattr(cfg, section), name)
+        value: Any = cfg
+        for part in key.split("."):
+            value = getattr(value, part)
         _check(value in choices, key, f"one of {', '.join(choices)}", value)
+    _validate_practice(cfg)
     dev = t.device
     _check(
         dev in ("auto", "cpu") or dev.startswith("cuda"),
@@ -339,9 +380,38 @@ def validate(cfg: RunConfig) -> None:
     _validate_components(cfg)
 
 
+def _validate_practice(cfg: RunConfig) -> None:
+    """Regularisation, early stopping and fine-tuning values (handbook ch. 10-11)."""
+    r, es, ft = cfg.regularization, cfg.train.early_stopping, cfg.finetune
+    _check(r.l1 >= 0, "regularization.l1", ">= 0", r.l1)
+    _check(r.l2 >= 0, "regularization.l2", ">= 0", r.l2)
+    _check(r.max_norm is None or r.max_norm > 0, "regularization.max_norm", "> 0", r.max_norm)
+    _check(es.patience >= 1, "train.early_stopping.patience", ">= 1", es.patience)
+    _check(es.min_delta >= 0, "train.early_stopping.min_delta", ">= 0", es.min_delta)
+    if es.enabled and cfg.data.val_split <= 0:
+        raise ConfigError(
+            "train.early_stopping needs a validation split: set data.val_split (e.g. 0.1); "
+            "stopping on the test set would leak it into model selection"
+        )
+    _check(ft.freeze_stages >= 0, "finetune.freeze_stages", ">= 0", ft.freeze_stages)
+    _check(ft.stage_lr_decay > 0, "finetune.stage_lr_decay", "> 0", ft.stage_lr_decay)
+    _check(ft.head_lr_mult > 0, "finetune.head_lr_mult", "> 0", ft.head_lr_mult)
+    if ft.checkpoint is not None and not _checkpoint_file(ft.checkpoint).is_file():
+        raise ConfigError(f"finetune.checkpoint: no checkpoint at {ft.checkpoint}")
+
+
+def _checkpoint_file(path: str) -> Path:
+    p = Path(path)
+    return p / "checkpoint.safetensors" if p.is_dir() else p
+
+
 def _validate_components(cfg: RunConfig) -> None:
     # Imported here: registries fill up when their modules are imported.
-    from cnnlab.components import check_component, check_data_practice
+    from cnnlab.components import (
+        check_component,
+        check_data_practice,
+        check_practice_components,
+    )
 
     check_component("dataset", cfg.data.dataset, cfg.data.params, "data")
     check_data_practice(cfg.data)
@@ -349,3 +419,4 @@ def _validate_components(cfg: RunConfig) -> None:
     check_component("loss", cfg.loss.name, cfg.loss.params, "loss")
     check_component("optimizer", cfg.optim.name, cfg.optim.params, "optim")
     check_component("schedule", cfg.schedule.name, cfg.schedule.params, "schedule")
+    check_practice_components(cfg)

@@ -142,6 +142,6 @@ class Checkpointer(Callback):
             self.save(state)
 
     def on_epoch_end(self, trainer: Any, state: TrainState, row: dict[str, float]) -> None:
-        last = state.epoch == trainer.epochs
+        last = state.epoch == trainer.epochs or state.should_stop
         if last or (self.every_epochs and state.epoch % self.every_epochs == 0):
             self.save(state)

@@ -61,14 +61,19 @@ def save_checkpoint(
     scheduler: Any = None,
     rng: bool = True,
     rng_states: list[torch.Tensor] | None = None,
+    modules: dict[str, nn.Module] | None = None,
 ) -> None:
     """Write model (+ optimiser, scheduler, RNG) state and ``meta`` to ``path`` atomically.
 
-    ``rng_states`` holds one CPU RNG state per distributed rank (default: this process's).
+    ``rng_states`` holds one CPU RNG state per distributed rank (default: this process's);
+    ``modules`` are other stateful parts (the task: center-loss centres, mixup's step) saved
+    under their name.
     """
     from safetensors.torch import save
 
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    for name, module in (modules or {}).items():
+        tensors.update({f"{name}.{k}": v for k, v in module.state_dict().items()})
     meta = dict(meta, format=FORMAT)
     if optimizer is not None:
         opt_tensors, meta["optimizer"] = _split_optimizer_state(optimizer.state_dict())
@@ -138,6 +143,18 @@ class Checkpoint:
                 parts.append("shape mismatch: " + "; ".join(shapes[:3]))
             raise CheckpointError("; ".join(parts))
         model.load_state_dict(state)
+
+    def load_module(self, name: str, module: nn.Module) -> None:
+        """Restore a module saved with ``modules={name: ...}`` (nothing saved: nothing to do)."""
+        prefix = f"{name}."
+        state = {k[len(prefix) :]: v for k, v in self.tensors.items() if k.startswith(prefix)}
+        if state or module.state_dict():
+            try:
+                module.load_state_dict(state)
+            except RuntimeError as err:
+                raise CheckpointError(
+                    f"{self.path}: saved {name} state does not fit: {err}"
+                ) from None
 
     def load_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
         info = self.meta.get("optimizer")

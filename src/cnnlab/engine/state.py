@@ -22,6 +22,10 @@ class TrainState:
     history: list[dict[str, float]] = field(default_factory=list)
     should_stop: bool = False
     stop_reason: str | None = None
+    # Early stopping (handbook §10.5): the best validation value so far and when it happened.
+    best_metric: float | None = None
+    best_epoch: int | None = None
+    bad_epochs: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

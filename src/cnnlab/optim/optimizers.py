@@ -21,7 +21,7 @@ _NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.Lo
 def param_groups(
     model: nn.Module, weight_decay: float, decay_norm_and_bias: bool = False
 ) -> list[dict[str, Any]]:
-    """Two groups: decayed weights, and norm/bias parameters without decay."""
+    """Two groups: decayed weights, and norm/bias parameters without decay (frozen ones out)."""
     if decay_norm_and_bias or weight_decay == 0:
         return [{"params": [p for p in model.parameters() if p.requires_grad]}]
     decay, no_decay = [], []
@@ -35,9 +35,29 @@ def param_groups(
     return [g for g in groups if g["params"]]
 
 
-def build_optimizer(model: nn.Module, cfg: Any) -> torch.optim.Optimizer:
-    """Optimiser from an ``OptimConfig``: name, lr, weight_decay, params."""
+def scaled_groups(
+    groups: list[dict[str, Any]], scales: list[tuple[list[nn.Parameter], float]], lr: float
+) -> list[dict[str, Any]]:
+    """Split each group further by learning-rate multiplier (discriminative fine-tuning)."""
+    scale_of = {id(p): s for ps, s in scales for p in ps}
+    out = []
+    for group in groups:
+        by_scale: dict[float, list[nn.Parameter]] = {}
+        for p in group["params"]:
+            by_scale.setdefault(scale_of.get(id(p), 1.0), []).append(p)
+        for s, ps in by_scale.items():
+            out.append({**group, "params": ps, "lr": lr * s})
+    return out
+
+
+def build_optimizer(
+    model: nn.Module, cfg: Any, scales: list[tuple[list[nn.Parameter], float]] | None = None
+) -> torch.optim.Optimizer:
+    """Optimiser from an ``OptimConfig`` (name, lr, weight_decay, params); ``scales`` gives
+    per-parameter learning-rate multipliers (fine-tuning)."""
     groups = param_groups(model, cfg.weight_decay, cfg.decay_norm_and_bias)
+    if scales:
+        groups = scaled_groups(groups, scales, cfg.lr)
     return OPTIMIZERS.build(
         cfg.name, params=groups, lr=cfg.lr, weight_decay=cfg.weight_decay, **dict(cfg.params)
     )
