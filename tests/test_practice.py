@@ -156,3 +156,30 @@ def test_center_loss_state_survives_resume(tmp_path, tiny_cfg):
 def test_bad_practice_config_fails_at_load(sections, message):
     with pytest.raises(ConfigError, match=message):
         build_config(sections)
+
+
+def test_plateau_schedule_reacts_and_resumes(tmp_path, tiny_cfg):
+    cfg = tiny_cfg(
+        data={"val_split": 0.25},
+        optim={"name": "sgd", "lr": 1e-9},
+        schedule={"name": "plateau", "params": {"patience": 0, "factor": 0.5, "threshold": 0.1}},
+        train={"epochs": 3},
+    )
+    run_training(cfg, tmp_path / "run", log=_quiet)
+    ckpt = load_checkpoint(tmp_path / "run")
+    lrs = [h["lr"] for h in ckpt.meta["state"]["history"]]
+    assert lrs[0] == pytest.approx(1e-9) and lrs[-1] < lrs[0]
+    assert ckpt.meta["schedule_factor"]["current"] < 1.0
+
+
+def test_lr_find_command(tmp_path, capsys):
+    from cnnlab.cli.main import main
+
+    argv = ["lr-find", "--dataset", "synthetic", "--model", "cnn1", "--steps", "30",
+            "--set", "data.params.image_size=12", "--set", "data.params.train_size=256",
+            "--out", str(tmp_path / "lr.png"), "--json"]  # fmt: skip
+    assert main(argv) == 0
+    import json
+
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert 1e-7 <= out["suggestion"] <= 10 and (tmp_path / "lr.png").stat().st_size > 1000

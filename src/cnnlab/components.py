@@ -36,6 +36,26 @@ REGISTRIES: dict[str, Registry] = {
     "schedule": SCHEDULES,
 }
 
+
+def all_registries() -> dict[str, Registry]:
+    """Every registry ``cnnlab list`` can show, including those of the data and nn modules."""
+    from cnnlab.data.augment import AUGMENTATIONS
+    from cnnlab.data.preprocess import PREPROCESSORS
+    from cnnlab.data.samplers import SAMPLERS
+    from cnnlab.nn.activations import ACTIVATIONS
+    from cnnlab.nn.init import INITS
+
+    load_registries()
+    return {
+        **REGISTRIES,
+        "activation": ACTIVATIONS,
+        "initializer": INITS,
+        "augmentation": AUGMENTATIONS,
+        "sampler": SAMPLERS,
+        "preprocessing": PREPROCESSORS,
+    }
+
+
 # Arguments cnnlab supplies itself (from the data or the training loop); configs may not set them.
 RESERVED: dict[str, frozenset[str]] = {
     "dataset": frozenset({"data_dir", "allow_sample"}),

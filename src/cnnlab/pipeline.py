@@ -210,3 +210,75 @@ def run_evaluation(
         "infer_images_per_s": res.images_per_second,
         "test": res.report(),
     }
+
+
+def run_lr_find(
+    cfg: RunConfig, *, start: float = 1e-7, end: float = 10.0, steps: int = 100,
+    log: Log = print,
+):  # fmt: skip
+    """LR range test for the model, data, loss and optimiser of ``cfg`` (handbook §11.2.2):
+    the same building blocks as ``run_training``, but a sweep instead of the loop."""
+    from cnnlab.optim.lr_finder import lr_find
+
+    seed_everything(cfg.seed)
+    dataset = load_dataset(
+        cfg.data.dataset, cfg.data.data_dir, allow_sample=cfg.data.allow_sample,
+        **dict(cfg.data.params),
+    )  # fmt: skip
+    if dataset.notice:
+        log(f"note: {dataset.notice}")
+    model = build_model_from_spec(model_spec(cfg, dataset))
+    prepare_model(cfg, model, resume=False, log=log)
+    runtime = resolve_runtime(cfg.train, model)
+    model = runtime.prepare_model(model)
+    data = build_data(cfg.data, seed=cfg.seed, device=runtime.device,
+                      channels_last=runtime.channels_last, dataset=dataset)  # fmt: skip
+    task = build_task(cfg, data, runtime.device)
+    return lr_find(
+        model, task, lambda m: build_optimizer(m, cfg.optim), data.train,
+        start=start, end=end, steps=steps, seed=cfg.seed,
+    )  # fmt: skip
+
+
+def train_model(
+    model: nn.Module,
+    cfg: RunConfig,
+    *,
+    data: DataBundle | None = None,
+    task: Task | None = None,
+    epochs: int | None = None,
+    log: Log = print,
+    callbacks: Sequence[Callback] = (),
+) -> tuple[list[dict[str, float]], DataBundle]:
+    """Train an existing model in memory (no run directory, no checkpoints) with the data,
+    loss, optimiser and schedule of ``cfg``; for fine-tuning after compression, distillation
+    students and ensemble members. ``task`` replaces the config's loss (e.g. distillation).
+    Returns the per-epoch history and the data bundle (reusable for evaluation)."""
+    from cnnlab.engine.state import TrainState
+
+    seed_everything(cfg.seed)
+    epochs = epochs if epochs is not None else cfg.train.epochs
+    runtime = resolve_runtime(cfg.train, model)
+    model = runtime.prepare_model(model)
+    if data is None:
+        dataset = load_dataset(
+            cfg.data.dataset, cfg.data.data_dir, allow_sample=cfg.data.allow_sample,
+            **dict(cfg.data.params),
+        )  # fmt: skip
+        data = build_data(cfg.data, seed=cfg.seed, device=runtime.device,
+                          channels_last=runtime.channels_last, dataset=dataset)  # fmt: skip
+    task = (task or build_task(cfg, data, runtime.device)).to(runtime.device)
+    optimizer = build_optimizer(model, cfg.optim)
+    scheduler = build_scheduler(optimizer, cfg.schedule, total_steps=epochs * len(data.train),
+                                steps_per_epoch=len(data.train))  # fmt: skip
+
+    def evaluate_test(m: nn.Module) -> dict[str, float]:
+        res = evaluate(m, data.test, num_classes=data.num_classes, autocast=runtime.autocast)
+        return res.metrics("test_")
+
+    trainer = Trainer(epochs=epochs, runtime=runtime, grad_clip=cfg.train.grad_clip,
+                      callbacks=list(callbacks))  # fmt: skip
+    state = trainer.fit(model, task, optimizer, scheduler, data.train, evaluate_test, TrainState())
+    for row in state.history:
+        log(f"epoch {int(row['epoch'])}/{epochs}: test acc {row['test_acc']:.4f}")
+    return state.history, data

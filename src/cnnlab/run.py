@@ -32,6 +32,7 @@ from cnnlab.engine.regularization import MaxNorm
 from cnnlab.engine.runtime import Runtime
 from cnnlab.engine.state import TrainState
 from cnnlab.evaluation.evaluate import EvalResult, evaluate
+from cnnlab.optim.schedules import PlateauFactor
 from cnnlab.reports.environment import environment_info
 from cnnlab.reports.predictions import save_examples, save_predictions
 from cnnlab.reports.rundir import RunDir
@@ -83,6 +84,9 @@ class TrainingRun:
         if "scheduler" in ckpt.meta:
             self.scheduler.load_state_dict(ckpt.meta["scheduler"])
         ckpt.restore_rng(self.dist.rank)
+        factor = getattr(self.scheduler, "factor", None)
+        if "schedule_factor" in ckpt.meta and hasattr(factor, "load_state_dict"):
+            factor.load_state_dict(ckpt.meta["schedule_factor"])
         if "state" not in ckpt.meta:
             raise CheckpointError(f"{self.rd.checkpoint}: holds no training state (cannot resume)")
         state = TrainState.from_dict(ckpt.meta["state"])
@@ -98,7 +102,8 @@ class TrainingRun:
         if self.dist.is_main:
             save_checkpoint(
                 self.rd.checkpoint, model=self.model, optimizer=self.optimizer,
-                scheduler=self.scheduler, meta={**self.meta, "state": state.to_dict()},
+                scheduler=self.scheduler,
+                meta={**self.meta, "state": state.to_dict(), **self._factor_state()},
                 rng_states=rng, modules={"task": self.task},
             )  # fmt: skip
 
@@ -116,6 +121,11 @@ class TrainingRun:
             )  # fmt: skip
             self.early_stopping.best_state = getattr(self, "_best_on_resume", None)
             cbs.append(self.early_stopping)
+        factor = getattr(self.scheduler, "factor", None)
+        if isinstance(factor, PlateauFactor):
+            cbs.append(
+                FeedPlateau(factor, "val_loss" if self.data.val is not None else "train_loss")
+            )
         t = self.cfg.train
         cbs.append(Checkpointer(self.save, t.checkpoint_every, t.checkpoint_steps))
         if self.dist.is_main:
@@ -123,6 +133,10 @@ class TrainingRun:
             if t.progress:
                 cbs.append(ProgressBar(t.epochs, stream, prefix, live))
         return cbs
+
+    def _factor_state(self) -> dict[str, Any]:
+        factor = getattr(self.scheduler, "factor", None)
+        return {"schedule_factor": factor.state_dict()} if hasattr(factor, "state_dict") else {}
 
     def _save_best(self, state: dict[str, torch.Tensor]) -> None:
         from safetensors.torch import save
@@ -232,3 +246,14 @@ def final_metrics(
     if "val_acc" in last:
         metrics["val_acc"], metrics["val_loss"] = last["val_acc"], last["val_loss"]
     return metrics
+
+
+class FeedPlateau(Callback):
+    """Give a reduce-on-plateau factor the epoch's validation (else training) loss."""
+
+    def __init__(self, factor: PlateauFactor, metric: str) -> None:
+        self.factor, self.metric = factor, metric
+
+    def on_epoch_end(self, trainer: Any, state: TrainState, row: dict[str, float]) -> None:
+        if self.metric in row:
+            self.factor.observe(float(row[self.metric]))

@@ -72,3 +72,20 @@ def test_every_schedule_is_bounded(name):
     f = _factor(name)
     values = [f(t) for t in range(0, 101)]
     assert all(0 <= v <= 1.0 + 1e-12 for v in values)
+
+
+def test_plateau_halves_after_patience():
+    from cnnlab.optim.schedules import PlateauFactor
+
+    f = PlateauFactor(patience=2, factor=0.5, min_factor=0.1, threshold=0.0)
+    for value in (1.0, 0.9, 0.95, 0.95):
+        f.observe(value)
+    assert f(0) == 1.0  # two epochs without gain: still within patience
+    f.observe(0.95)
+    assert f(123) == 0.5
+    for _ in range(20):
+        f.observe(2.0)
+    assert f(0) == 0.1  # floored at min_factor
+    g = PlateauFactor(2, 0.5, 0.1, 0.0)
+    g.load_state_dict(f.state_dict())
+    assert g(0) == f(0) and g.best == f.best

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
-import cnnlab.cli.inspect_net_cmd as inspect_net_cmd
-from cnnlab.cli import augment_cmd, compare_cmd, data_cmd, inspect_cmd, report_cmd, train_cmd
+from cnnlab.cli import (
+    augment_cmd,
+    compare_cmd,
+    data_cmd,
+    inspect_cmd,
+    inspect_net_cmd,
+    lrfind_cmd,
+    report_cmd,
+    train_cmd,
+)
 
 REGISTRATIONS = [
     train_cmd.register_train,
     train_cmd.register_eval,
-    inspect_cmd.register_summary,
-    inspect_cmd.register_list,
-    data_cmd.register,
-    report_cmd.register,
     compare_cmd.register,
-    augment_cmd.register,
+    report_cmd.register,
+    inspect_cmd.register_summary,
     inspect_net_cmd.register,
+    inspect_cmd.register_list,
+    lrfind_cmd.register,
+    augment_cmd.register,
+    data_cmd.register,
 ]

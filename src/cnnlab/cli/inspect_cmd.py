@@ -13,6 +13,11 @@ LISTABLE = {
     "losses": "loss",
     "optimizers": "optimizer",
     "schedules": "schedule",
+    "activations": "activation",
+    "initializers": "initializer",
+    "augmentations": "augmentation",
+    "samplers": "sampler",
+    "preprocessing": "preprocessing",
 }
 
 
@@ -73,10 +78,9 @@ def register_list(sub) -> None:
 
 
 def cmd_list(args) -> int:
-    from cnnlab.components import REGISTRIES, load_registries
+    from cnnlab.components import all_registries
 
-    load_registries()
-    registry = REGISTRIES[LISTABLE[args.kind]]
+    registry = all_registries()[LISTABLE[args.kind]]
     width = max(len(n) for n in registry.names())
     for name in registry.names():
         print(f"{name:<{width}}  {registry.describe(name)}".rstrip())

@@ -23,7 +23,8 @@ Factor = Callable[[int], float]
 def build_scheduler(
     optimizer: torch.optim.Optimizer, cfg: Any, *, total_steps: int, steps_per_epoch: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """``LambdaLR`` from a ``ScheduleConfig`` (name, warmup_epochs, params)."""
+    """``LambdaLR`` from a ``ScheduleConfig`` (name, warmup_epochs, params). A metric-driven
+    factor (``plateau``) stays reachable as ``scheduler.factor`` for the run to feed it."""
     warmup = round(cfg.warmup_epochs * steps_per_epoch)
     main = SCHEDULES.build(
         cfg.name,
@@ -31,7 +32,22 @@ def build_scheduler(
         steps_per_epoch=steps_per_epoch,
         **dict(cfg.params),
     )
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, with_warmup(main, warmup))
+    return FactorLR(optimizer, with_warmup(main, warmup), main)
+
+
+class FactorLR(torch.optim.lr_scheduler.LambdaLR):
+    """``LambdaLR`` whose state is only the step count (the factor is rebuilt from config;
+    a stateful factor such as ``plateau`` saves its own ``state_dict``)."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, fn: Factor, factor: Factor) -> None:
+        self.factor = factor
+        super().__init__(optimizer, fn)
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state.pop("factor", None)
+        state["lr_lambdas"] = [None] * len(self.lr_lambdas)
+        return state
 
 
 def with_warmup(main: Factor, warmup_steps: int) -> Factor:
@@ -152,3 +168,50 @@ def onecycle(
         return anneal(1.0, end, (t - up) / max(1, total_steps - up))
 
     return factor
+
+
+class PlateauFactor:
+    """Reduce-on-plateau as a factor: multiply by ``factor`` when the watched metric has not
+    improved for more than ``patience`` epochs (handbook §11.2.2's "reduce when the validation
+    curve flattens"). The training run feeds it one metric value per evaluated epoch."""
+
+    def __init__(self, patience: int, factor: float, min_factor: float, threshold: float):
+        self.patience, self.factor = patience, factor
+        self.min_factor, self.threshold = min_factor, threshold
+        self.current, self.best, self.bad = 1.0, None, 0
+
+    def __call__(self, t: int) -> float:
+        return self.current
+
+    def observe(self, value: float) -> None:
+        if self.best is None or value < self.best * (1 - self.threshold):
+            self.best, self.bad = value, 0
+            return
+        self.bad += 1
+        if self.bad > self.patience:
+            self.current = max(self.min_factor, self.current * self.factor)
+            self.bad = 0
+
+    def state_dict(self) -> dict:
+        return {"current": self.current, "best": self.best, "bad": self.bad}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.current, self.best, self.bad = state["current"], state["best"], state["bad"]
+
+
+@SCHEDULES.register("plateau")
+def plateau(
+    *,
+    total_steps: int,
+    steps_per_epoch: int,
+    patience: int = 2,
+    factor: float = 0.5,
+    min_factor: float = 1e-3,
+    threshold: float = 1e-4,
+) -> Factor:
+    """Reduce on plateau: x factor 0.5 after patience 2 epochs without val (or train) loss gain."""
+    if patience < 0:
+        raise ValueError(f"patience: expected >= 0, found {patience}")
+    if not 0 < factor < 1:
+        raise ValueError(f"factor: expected a value in (0, 1), found {factor}")
+    return PlateauFactor(patience, factor, min_factor, threshold)
