@@ -104,3 +104,9 @@ def test_override_syntax():
         build_config({}, ["train.epochs"])
     with pytest.raises(ConfigError, match="empty key"):
         build_config({}, ["train..epochs=1"])
+
+
+@pytest.mark.parametrize("value", ["/tmp/elsewhere", "../../escape", "a/../../b"])
+def test_config_cannot_write_outside_the_run(value):
+    with pytest.raises(ConfigError, match="would write outside the run directory"):
+        build_config({}, ["data.dataset=image_folder", f"data.params.cache_dir={value}"])

@@ -183,3 +183,20 @@ def test_lr_find_command(tmp_path, capsys):
 
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert 1e-7 <= out["suggestion"] <= 10 and (tmp_path / "lr.png").stat().st_size > 1000
+
+
+def test_snapshots_during_train(tmp_path, tiny_cfg):
+    from cnnlab.ensembles import Ensemble
+
+    cfg = tiny_cfg(
+        schedule={"name": "cosine_restarts", "params": {"cycles": 4}},
+        optim={"name": "sgd", "lr": 0.1},
+        train={"epochs": 2, "snapshots": "cycles"},
+    )
+    run_training(cfg, tmp_path / "run", log=_quiet)
+    snaps = sorted(p.name for p in (tmp_path / "run").glob("snapshot_*.safetensors"))
+    assert len(snaps) == 4
+    ens = Ensemble.from_snapshots(tmp_path / "run", last=2)
+    assert len(ens.members) == 2
+    with pytest.raises(ConfigError, match="cosine_restarts"):
+        tiny_cfg(train={"snapshots": "cycles"})

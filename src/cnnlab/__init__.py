@@ -15,6 +15,11 @@ _EXPORTS = {
     "list_models": "cnnlab.models",
     "summary": "cnnlab.inspect.summary",
     "load_dataset": "cnnlab.data.datasets",
+    "load_config": "cnnlab.config",
+    "run_training": "cnnlab.pipeline",
+    "evaluate": "cnnlab.evaluation.evaluate",
+    "Ensemble": "cnnlab.ensembles",
+    "TTA": "cnnlab.ensembles",
 }
 
 __all__ = sorted(_EXPORTS)

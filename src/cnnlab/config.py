@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib.util
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -130,6 +131,10 @@ class TrainConfig:
     checkpoint_every: int = 1  # epochs between checkpoints (0: only at the end)
     checkpoint_steps: int = 0  # also every N optimiser steps (0: off), for long epochs
     progress: bool = True
+    tensorboard: bool = False  # also write TensorBoard events to RUN_DIR/tensorboard
+    # §13.2.1 snapshot ensembles: save the weights at the end of every cosine_restarts cycle
+    # ("cycles"/"on") or of every epoch ("epochs") as RUN_DIR/snapshot_k.safetensors.
+    snapshots: str = "off"
 
 
 @dataclass(frozen=True)
@@ -159,6 +164,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.precision": ("auto", "fp32", "bf16", "fp16"),
     "train.channels_last": ("auto", "on", "off"),
     "train.early_stopping.metric": ("val_loss", "val_acc"),
+    "train.snapshots": ("off", "on", "cycles", "epochs"),
 }
 
 
@@ -370,6 +376,7 @@ def validate(cfg: RunConfig) -> None:
             value = getattr(value, part)
         _check(value in choices, key, f"one of {', '.join(choices)}", value)
     _validate_practice(cfg)
+    _check_write_paths(cfg.to_dict())
     dev = t.device
     _check(
         dev in ("auto", "cpu") or dev.startswith("cuda"),
@@ -393,11 +400,42 @@ def _validate_practice(cfg: RunConfig) -> None:
             "train.early_stopping needs a validation split: set data.val_split (e.g. 0.1); "
             "stopping on the test set would leak it into model selection"
         )
+    if cfg.train.tensorboard and importlib.util.find_spec("tensorboard") is None:
+        raise ConfigError(
+            "train.tensorboard: the tensorboard package is not installed "
+            "(pip install 'cnnlab[tensorboard]')"
+        )
+    if cfg.train.snapshots in ("on", "cycles") and cfg.schedule.name != "cosine_restarts":
+        raise ConfigError(
+            f"train.snapshots={cfg.train.snapshots!r} saves at the restarts of the cyclic "
+            "schedule: set schedule.name: cosine_restarts, or use train.snapshots: epochs"
+        )
     _check(ft.freeze_stages >= 0, "finetune.freeze_stages", ">= 0", ft.freeze_stages)
     _check(ft.stage_lr_decay > 0, "finetune.stage_lr_decay", "> 0", ft.stage_lr_decay)
     _check(ft.head_lr_mult > 0, "finetune.head_lr_mult", "> 0", ft.head_lr_mult)
     if ft.checkpoint is not None and not _checkpoint_file(ft.checkpoint).is_file():
         raise ConfigError(f"finetune.checkpoint: no checkpoint at {ft.checkpoint}")
+
+
+# Config options that name a place to WRITE. cnnlab writes only into the run directory
+# (--out) and its per-user cache; such an option may only name a relative path that stays
+# below where it is resolved, never an absolute path or one that climbs out with "..".
+WRITE_KEYS = frozenset({"cache_dir", "out", "output", "save_dir", "log_dir"})
+
+
+def _check_write_paths(tree: Any, prefix: str = "") -> None:
+    items = tree.items() if isinstance(tree, Mapping) else []
+    for key, value in items:
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            _check_write_paths(value, name + ".")
+        elif key in WRITE_KEYS and isinstance(value, str):
+            p = Path(value)
+            if p.is_absolute() or ".." in p.parts:
+                raise ConfigError(
+                    f"{name}: {value!r} would write outside the run directory; give a relative "
+                    "path without '..'"
+                )
 
 
 def _checkpoint_file(path: str) -> Path:

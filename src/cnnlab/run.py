@@ -12,7 +12,13 @@ import torch.nn as nn
 
 from cnnlab.config import RunConfig, dump_config
 from cnnlab.data.bundle import DataBundle
-from cnnlab.engine.callbacks import Callback, Checkpointer, HistoryWriter, ProgressBar
+from cnnlab.engine.callbacks import (
+    Callback,
+    Checkpointer,
+    HistoryWriter,
+    ProgressBar,
+    TensorBoardLogger,
+)
 from cnnlab.engine.checkpoint import (
     CheckpointError,
     atomic_write_bytes,
@@ -31,6 +37,7 @@ from cnnlab.engine.early_stopping import EarlyStopping
 from cnnlab.engine.regularization import MaxNorm
 from cnnlab.engine.runtime import Runtime
 from cnnlab.engine.state import TrainState
+from cnnlab.ensembles.snapshots import snapshot_callbacks
 from cnnlab.evaluation.evaluate import EvalResult, evaluate
 from cnnlab.optim.schedules import PlateauFactor
 from cnnlab.reports.environment import environment_info
@@ -128,8 +135,11 @@ class TrainingRun:
             )
         t = self.cfg.train
         cbs.append(Checkpointer(self.save, t.checkpoint_every, t.checkpoint_steps))
+        cbs += snapshot_callbacks(self.cfg, self.rd.path, self.spec)
         if self.dist.is_main:
             cbs.append(HistoryWriter(self.rd.file(RunDir.HISTORY)))
+            if t.tensorboard:
+                cbs.append(TensorBoardLogger(self.rd.file("tensorboard")))
             if t.progress:
                 cbs.append(ProgressBar(t.epochs, stream, prefix, live))
         return cbs

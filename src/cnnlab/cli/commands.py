@@ -6,6 +6,8 @@ from cnnlab.cli import (
     augment_cmd,
     compare_cmd,
     data_cmd,
+    ensemble_cmd,
+    export_cmd,
     inspect_cmd,
     inspect_net_cmd,
     lrfind_cmd,
@@ -17,6 +19,7 @@ REGISTRATIONS = [
     train_cmd.register_train,
     train_cmd.register_eval,
     compare_cmd.register,
+    ensemble_cmd.register,
     report_cmd.register,
     inspect_cmd.register_summary,
     inspect_net_cmd.register,
@@ -24,4 +27,5 @@ REGISTRATIONS = [
     lrfind_cmd.register,
     augment_cmd.register,
     data_cmd.register,
+    export_cmd.register,
 ]

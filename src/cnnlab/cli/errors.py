@@ -8,11 +8,13 @@ from collections.abc import Callable
 
 def _known_errors() -> tuple[type[BaseException], ...]:
     from cnnlab.config import ConfigError
+    from cnnlab.data.bundle import DataError
     from cnnlab.data.datasets import DatasetNotFoundError
     from cnnlab.data.download import DownloadError
     from cnnlab.data.idx import IdxError
     from cnnlab.engine.checkpoint import CheckpointError
     from cnnlab.engine.trainer import DivergenceError
+    from cnnlab.export import ExportError
     from cnnlab.registry import RegistryError
     from cnnlab.reports.rundir import RunDirError
 
@@ -20,11 +22,13 @@ def _known_errors() -> tuple[type[BaseException], ...]:
         ConfigError,
         RegistryError,
         DatasetNotFoundError,
+        DataError,
         DownloadError,
         IdxError,
         CheckpointError,
         RunDirError,
         DivergenceError,
+        ExportError,
     )
 
 

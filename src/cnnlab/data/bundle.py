@@ -14,6 +14,10 @@ from cnnlab.data.preprocess import build_preprocess
 from cnnlab.data.samplers import build_sampler
 
 
+class DataError(ValueError):
+    """Data that cannot be trained on (empty split or class, batch that does not divide)."""
+
+
 @dataclass
 class DataBundle:
     """Loaders for train / val (optional) / test plus what the model and report need."""
@@ -47,11 +51,13 @@ def check_images(dataset: ImageDataset) -> None:
     for split in ("train", "test"):
         n = getattr(dataset, f"{split}_labels").numel()
         if n == 0:
-            raise ValueError(f"data set {dataset.name!r}: the {split} split is empty")
+            raise DataError(
+                f"data set {dataset.name!r} ({dataset.source}): the {split} split is empty"
+            )
     counts = torch.bincount(dataset.train_labels, minlength=dataset.num_classes)
     empty = [dataset.classes[i] for i in range(dataset.num_classes) if counts[i] == 0]
     if empty:
-        raise ValueError(
+        raise DataError(
             f"data set {dataset.name!r}: no training images for class(es) {', '.join(empty)}"
         )
 
@@ -74,7 +80,7 @@ def build_data(
         )
     check_images(dataset)
     if cfg.batch_size % world_size:
-        raise ValueError(
+        raise DataError(
             f"data.batch_size={cfg.batch_size} is the global batch and must divide evenly "
             f"between {world_size} processes"
         )

@@ -145,3 +145,22 @@ class Checkpointer(Callback):
         last = state.epoch == trainer.epochs or state.should_stop
         if last or (self.every_epochs and state.epoch % self.every_epochs == 0):
             self.save(state)
+
+
+class TensorBoardLogger(Callback):
+    """Per-epoch scalars (losses, accuracies, learning rate, speed) as TensorBoard events
+    (``tensorboard --logdir RUN_DIR/tensorboard``); needs the optional tensorboard package."""
+
+    def __init__(self, log_dir: Path) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(log_dir=str(log_dir))
+
+    def on_epoch_end(self, trainer: Any, state: TrainState, row: dict[str, float]) -> None:
+        for key, value in row.items():
+            if key not in ("epoch", "step"):
+                self.writer.add_scalar(key, value, global_step=int(row["epoch"]))
+        self.writer.flush()
+
+    def on_fit_end(self, trainer: Any, state: TrainState) -> None:
+        self.writer.close()

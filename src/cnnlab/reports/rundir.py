@@ -54,9 +54,13 @@ class RunDir:
             )
 
     def create(self, *, resume: bool = False) -> RunDir:
-        """Check, then make the directory."""
+        """Check, then make the directory; on resume, remove the temporary files a killed
+        process may have left behind (the files they were meant to replace are intact)."""
         self.check(resume=resume)
         self.path.mkdir(parents=True, exist_ok=True)
+        if resume:
+            for stale in self.path.glob(".*.tmp"):
+                stale.unlink(missing_ok=True)
         return self
 
     def write_text(self, name: str, text: str) -> Path:

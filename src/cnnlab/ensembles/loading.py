@@ -1,0 +1,91 @@
+"""Loading trained members and running them over data: the plumbing the ensemble tools share."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from cnnlab.engine.checkpoint import CheckpointError, load_checkpoint
+
+BEST = "best.safetensors"  # early stopping's best weights (cnnlab.run.BEST)
+
+
+def load_run_member(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """A run's model in eval mode and its checkpoint metadata. The weights are the ones the
+    run finished with: early stopping's best if the run restored them, else the last."""
+    from cnnlab.pipeline import build_model_from_spec
+
+    ckpt = load_checkpoint(path)
+    if "model" not in ckpt.meta:
+        raise CheckpointError(f"{ckpt.path}: holds no model description (not a cnnlab run?)")
+    model = build_model_from_spec(ckpt.meta["model"])
+    ckpt.load_model(model)
+    es = ckpt.meta.get("config", {}).get("train", {}).get("early_stopping", {})
+    best = ckpt.path.parent / BEST
+    if es.get("enabled") and es.get("restore_best", True) and best.is_file():
+        load_weights(model, best)
+    return model.eval(), ckpt.meta
+
+
+def load_weights(model: nn.Module, path: str | Path) -> None:
+    """Load a plain safetensors state dict (snapshots, best weights) with a clear error."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"{path}: cannot read weights ({err})") from None
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        first = str(err).splitlines()[0]
+        raise CheckpointError(f"{path}: weights do not fit the model ({first})") from None
+
+
+def build_eval_data(cfg: Any, *, device: str | torch.device = "cpu"):
+    """The validation/test loaders of a run config (same rows, same order, as in training)."""
+    from cnnlab.data.bundle import build_data
+
+    return build_data(cfg.data, seed=cfg.seed, device=torch.device(device))
+
+
+def plain_train_loader(data: Any, batch_size: int | None = None):
+    """The training split without augmentation or shuffling (for extracting features), with
+    the same normalisation and fitted preprocessing as the evaluation loaders."""
+    from cnnlab.data.loader import BatchLoader
+
+    train, test = data.train, data.test
+    return BatchLoader(
+        train.images, train.labels, batch_size=batch_size or test.batch_size,
+        normalizer=data.normalizer, device=train.device, transform=test.transform,
+    )  # fmt: skip
+
+
+@torch.no_grad()
+def collect_log_probs(
+    model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
+) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """``log_softmax`` of the model's outputs over a loader (N, C), the targets (N,) and the
+    seconds the forward passes took (the inference cost)."""
+    was = model.training
+    model.eval()
+    outs, ys, seconds = [], [], 0.0
+    for x, y in batches:
+        start = time.perf_counter()
+        out = model(x)
+        out = out[0] if isinstance(out, (tuple, list)) else out
+        logp = F.log_softmax(out.float(), dim=1)
+        seconds += time.perf_counter() - start
+        outs.append(logp.cpu())
+        ys.append(y.cpu())
+    model.train(was)
+    if not ys:
+        raise ValueError("collect_log_probs: the loader yielded no batches")
+    return torch.cat(outs), torch.cat(ys), seconds

@@ -1,0 +1,46 @@
+"""The shipped ensemble configs and the study script's config are valid (no training)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from cnnlab.ensembles.generate import build_plan, load_plan
+from cnnlab.recipes import configs_root
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("name", ["seeds", "snapshots", "mixed"])
+def test_shipped_configs_load(name):
+    plan = load_plan(configs_root() / "ensembles" / f"{name}.yaml")
+    assert plan.members and all(m.config.data.val_split == 0.1 for m in plan.members)
+    if name == "snapshots":
+        snap = next(m for m in plan.members if m.snapshots)
+        assert snap.config.schedule.name == "cosine_restarts" and snap.config.optim.lr == 0.1
+    if name == "mixed":
+        assert [m.config.model.name for m in plan.members] == ["cnn2", "cnn2", "lenet5"]
+        assert plan.members[1].config.loss.name == "multiclass_hinge"
+
+
+def _study():
+    path = ROOT / "benchmarks" / "ensembles" / "run_study.py"
+    spec = importlib.util.spec_from_file_location("run_study", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_study_config_keeps_the_training_budget_equal():
+    study = _study()
+    args = study.parse_args(["--budget-epochs", "15", "--members", "3", "--data-dir", "x"])
+    plan = build_plan(study.study_config(args), data_dir=args.data_dir)
+    epochs = {m.name: m.config.train.epochs for m in plan.members}
+    assert epochs == {"single": 15, "seed-s0": 5, "seed-s1": 5, "seed-s2": 5, "snap": 15}
+    assert plan.members[0].config.data.data_dir == "x"
+    assert plan.members[0].config.data.allow_sample is False  # no silent fallback to a sample
+    assert set(plan.groups) == {"single", "seeds", "snapshots"}
+    with pytest.raises(SystemExit, match="must be >= --members"):
+        study.study_config(study.parse_args(["--budget-epochs", "2", "--members", "3"]))
