@@ -39,6 +39,7 @@ REGISTRIES: dict[str, Registry] = {
 
 def all_registries() -> dict[str, Registry]:
     """Every registry ``cnnlab list`` can show, including those of the data and nn modules."""
+    from cnnlab.compression import COMPRESSION
     from cnnlab.data.augment import AUGMENTATIONS
     from cnnlab.data.preprocess import PREPROCESSORS
     from cnnlab.data.samplers import SAMPLERS
@@ -53,6 +54,7 @@ def all_registries() -> dict[str, Registry]:
         "augmentation": AUGMENTATIONS,
         "sampler": SAMPLERS,
         "preprocessing": PREPROCESSORS,
+        "compression": COMPRESSION,
     }
 
 

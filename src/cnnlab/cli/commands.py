@@ -5,6 +5,7 @@ from __future__ import annotations
 from cnnlab.cli import (
     augment_cmd,
     compare_cmd,
+    compress_cmd,
     data_cmd,
     ensemble_cmd,
     export_cmd,
@@ -19,6 +20,7 @@ REGISTRATIONS = [
     train_cmd.register_train,
     train_cmd.register_eval,
     compare_cmd.register,
+    compress_cmd.register,
     ensemble_cmd.register,
     report_cmd.register,
     inspect_cmd.register_summary,

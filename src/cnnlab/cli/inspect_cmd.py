@@ -18,6 +18,7 @@ LISTABLE = {
     "augmentations": "augmentation",
     "samplers": "sampler",
     "preprocessing": "preprocessing",
+    "compression": "compression",
 }
 
 

@@ -1,0 +1,139 @@
+"""What compression steps may use besides the model: data, training recipes, a log.
+
+``CompressContext`` holds the run's data bundle (built once, with the run's own split and
+normalisation), the run's training config (distillation trains students with it) and a
+fine-tuning config derived from it (a smaller learning rate by default, Handbook §11.2.5:
+fine-tune at about a tenth of the original rate or lower). All training goes through
+``cnnlab.pipeline.train_model``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from cnnlab.compression.constraints import constrained
+from cnnlab.compression.state import CompressState
+
+Log = Callable[[str], None]
+
+#: Options of the ``finetune:`` section of a compression config.
+FINETUNE_KEYS = ("lr", "lr_scale", "optimizer", "weight_decay", "schedule", "batch_size")
+
+
+def finetune_config(cfg: Any, options: Mapping[str, Any] | None = None) -> Any:
+    """The run's config with the fine-tuning optimiser/schedule (defaults: lr x 0.1,
+    the run's optimiser and weight decay, a constant schedule, no early stopping)."""
+    from cnnlab.config import ConfigError, build_config
+
+    opts = dict(options or {})
+    unknown = sorted(set(opts) - set(FINETUNE_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"finetune: unknown option(s) {', '.join(unknown)}; valid: {', '.join(FINETUNE_KEYS)}"
+        )
+    tree = cfg.to_dict()
+    scale = opts.get("lr_scale", 0.1)
+    tree["optim"]["lr"] = opts["lr"] if opts.get("lr") is not None else tree["optim"]["lr"] * scale
+    if opts.get("optimizer") is not None:
+        tree["optim"].update(name=opts["optimizer"], params={})
+    if opts.get("weight_decay") is not None:
+        tree["optim"]["weight_decay"] = opts["weight_decay"]
+    tree["schedule"] = {"name": opts.get("schedule", "constant")}
+    if opts.get("batch_size") is not None:
+        tree["data"]["batch_size"] = opts["batch_size"]
+    return build_config(plain_training(tree))
+
+
+def plain_training(tree: dict[str, Any]) -> dict[str, Any]:
+    """No progress bar, early stopping or pretrained checkpoint for in-memory training."""
+    tree["train"]["progress"] = False
+    tree["train"]["early_stopping"]["enabled"] = False
+    tree["finetune"] = {}
+    return tree
+
+
+@dataclass
+class CompressContext:
+    train_cfg: Any  # RunConfig of the run (students train with it)
+    finetune_cfg: Any  # RunConfig for fine-tuning after a compression step
+    data: Any  # DataBundle
+    log: Log = print
+
+    @classmethod
+    def from_config(
+        cls, cfg: Any, finetune: Mapping[str, Any] | None = None, log: Log = print
+    ) -> CompressContext:
+        """Build the data of ``cfg`` once and derive the fine-tuning config."""
+        from cnnlab.config import build_config
+        from cnnlab.data.bundle import build_data
+        from cnnlab.engine.runtime import resolve_runtime
+
+        train_cfg = build_config(plain_training(cfg.to_dict()))
+        runtime = resolve_runtime(train_cfg.train)
+        data = build_data(train_cfg.data, seed=train_cfg.seed, device=runtime.device,
+                          channels_last=False)  # fmt: skip
+        return cls(train_cfg, finetune_config(train_cfg, finetune), data, log)
+
+    @property
+    def input_size(self) -> tuple[int, int, int]:
+        return (self.data.in_chans, self.data.image_size, self.data.image_size)
+
+    @property
+    def num_classes(self) -> int:
+        return self.data.num_classes
+
+    def finetune(
+        self, state: CompressState, epochs: int, *, task: Any = None, callbacks: Sequence = (),
+        recipe: str = "finetune",
+    ) -> list[dict[str, float]]:  # fmt: skip
+        """Fine-tune ``state.model`` in place under its encodings' constraints, with the
+        fine-tuning recipe (or the run's own with ``recipe="train"``)."""
+        if epochs <= 0:
+            return []
+        state.require_float("finetune")
+        cfg = self.train_cfg if recipe == "train" else self.finetune_cfg
+        with constrained(state.model, state.encodings) as extra:
+            history, _ = train_model_quiet(
+                state.model, cfg, self.data, epochs, task, [*extra, *callbacks]
+            )
+        state.model.cpu().to(memory_format=torch.contiguous_format)
+        return history
+
+    def train(self, model: nn.Module, epochs: int, task: Any = None) -> list[dict[str, float]]:
+        """Train ``model`` (e.g. a distillation student) with the run's own recipe."""
+        history, _ = train_model_quiet(model, self.train_cfg, self.data, epochs, task, [])
+        return history
+
+    def sample_batches(self, n_batches: int, batch_size: int = 64) -> list[tuple]:
+        """``n_batches`` fixed batches of training images, without augmentation (calibration,
+        APoZ and Taylor statistics), normalised like the run's evaluation data."""
+        from cnnlab.data.loader import BatchLoader
+
+        train = self.data.train
+        gen = torch.Generator().manual_seed(self.train_cfg.seed)
+        n = min(train.images.shape[0], n_batches * batch_size)
+        idx = torch.randperm(train.images.shape[0], generator=gen)[:n].to(train.images.device)
+        loader = BatchLoader(
+            train.images[idx], train.labels[idx], batch_size=batch_size,
+            normalizer=self.data.normalizer, transform=self.data.test.transform,
+        )  # fmt: skip
+        return [(x.cpu(), y.cpu()) for x, y in loader]
+
+    def accuracy(self, model: nn.Module) -> float:
+        from cnnlab.compression.measure import accuracy
+
+        batches = ((x.cpu(), y.cpu()) for x, y in self.data.test)
+        return accuracy(model, batches, self.num_classes)
+
+
+def train_model_quiet(model, cfg, data, epochs, task, callbacks):
+    """``cnnlab.pipeline.train_model`` with its per-epoch lines sent to the debug bin."""
+    from cnnlab.pipeline import train_model
+
+    return train_model(model, cfg, data=data, task=task, epochs=epochs, log=lambda _m: None,
+                       callbacks=callbacks)  # fmt: skip
