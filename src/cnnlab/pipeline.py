@@ -73,6 +73,17 @@ def prepare_model(cfg: RunConfig, model: nn.Module, *, resume: bool, log: Log) -
         log(f"fine-tuning: {len(frozen)} of {len(model_stages(model))} stages frozen")
 
 
+def load_run_dataset(cfg: RunConfig, log: Log = print) -> ImageDataset:
+    """The data set of ``cfg`` (its notice, e.g. "using the embedded sample", goes to ``log``)."""
+    dataset = load_dataset(
+        cfg.data.dataset, cfg.data.data_dir, allow_sample=cfg.data.allow_sample,
+        **dict(cfg.data.params),
+    )  # fmt: skip
+    if dataset.notice:
+        log(f"note: {dataset.notice}")
+    return dataset
+
+
 def model_spec(cfg: RunConfig, dataset: ImageDataset) -> dict[str, Any]:
     """Everything needed to rebuild the model later (stored in checkpoints)."""
     return {
@@ -113,12 +124,7 @@ def run_training(
     log = log if dist.is_main else silent
     rd = prepare_run_dir(run_dir, resume, dist)
     seed_everything(cfg.seed)
-    dataset = load_dataset(
-        cfg.data.dataset, cfg.data.data_dir, allow_sample=cfg.data.allow_sample,
-        **dict(cfg.data.params),
-    )  # fmt: skip
-    if dataset.notice:
-        log(f"note: {dataset.notice}")
+    dataset = load_run_dataset(cfg, log)
     spec = model_spec(cfg, dataset)
     model = build_model_from_spec(spec)
     prepare_model(cfg, model, resume=resume, log=log)
@@ -221,12 +227,7 @@ def run_lr_find(
     from cnnlab.optim.lr_finder import lr_find
 
     seed_everything(cfg.seed)
-    dataset = load_dataset(
-        cfg.data.dataset, cfg.data.data_dir, allow_sample=cfg.data.allow_sample,
-        **dict(cfg.data.params),
-    )  # fmt: skip
-    if dataset.notice:
-        log(f"note: {dataset.notice}")
+    dataset = load_run_dataset(cfg, log)
     model = build_model_from_spec(model_spec(cfg, dataset))
     prepare_model(cfg, model, resume=False, log=log)
     runtime = resolve_runtime(cfg.train, model)
@@ -261,10 +262,7 @@ def train_model(
     runtime = resolve_runtime(cfg.train, model)
     model = runtime.prepare_model(model)
     if data is None:
-        dataset = load_dataset(
-            cfg.data.dataset, cfg.data.data_dir, allow_sample=cfg.data.allow_sample,
-            **dict(cfg.data.params),
-        )  # fmt: skip
+        dataset = load_run_dataset(cfg, log)
         data = build_data(cfg.data, seed=cfg.seed, device=runtime.device,
                           channels_last=runtime.channels_last, dataset=dataset)  # fmt: skip
     task = (task or build_task(cfg, data, runtime.device)).to(runtime.device)

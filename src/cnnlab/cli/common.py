@@ -9,16 +9,18 @@ from typing import Any
 from cnnlab.config import RunConfig, load_config
 
 
-def add_config_args(p, *, model_required: bool = False) -> None:
-    p.add_argument("--config", metavar="FILE", help="YAML recipe (defaults < file < flags)")
+def add_set_arg(p, help_text: str = "override one config value (repeatable)") -> None:
+    """``--set section.key=value``, repeatable, collected in ``args.overrides``."""
     p.add_argument(
-        "--set",
-        dest="overrides",
-        metavar="SECTION.KEY=VALUE",
-        action="append",
-        default=[],
-        help="override one config value, e.g. --set optim.lr=0.01 (repeatable)",
-    )
+        "--set", dest="overrides", metavar="SECTION.KEY=VALUE", action="append", default=[],
+        help=f"{help_text}, e.g. --set optim.lr=0.01",
+    )  # fmt: skip
+
+
+def add_config_args(p) -> None:
+    """``--config FILE``, ``--set`` and ``--data-dir``: the config flags of train-like commands."""
+    p.add_argument("--config", metavar="FILE", help="YAML recipe (defaults < file < flags)")
+    add_set_arg(p)
     p.add_argument("--data-dir", metavar="DIR", help="directory holding the data set files")
 
 

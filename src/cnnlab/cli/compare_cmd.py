@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from cnnlab.cli.common import log, print_json
+from cnnlab.cli.common import add_set_arg, log, print_json
 
 
 def register(sub) -> None:
@@ -17,14 +17,7 @@ def register(sub) -> None:
     p.add_argument("--preset", default="case-study", help="recipe set (default case-study)")
     p.add_argument("--models", help="comma-separated subset/extra models, e.g. cnn1,cnn2")
     p.add_argument("--config", metavar="FILE", help="YAML applied on top of every recipe")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        metavar="SECTION.KEY=VALUE",
-        action="append",
-        default=[],
-        help="override a value in every recipe (repeatable)",
-    )
+    add_set_arg(p, "override a value in every recipe")
     p.add_argument("--seeds", type=int, default=1, help="seeds per model (mean ± std)")
     p.add_argument(
         "--jobs",

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from cnnlab.cli.common import log, print_json
+from cnnlab.cli.common import add_set_arg, log, print_json
 
 
 def register(sub) -> None:
@@ -22,14 +22,7 @@ def register(sub) -> None:
     p.add_argument("--out", metavar="DIR", help="output directory (default runs/ensemble/...)")
     p.add_argument("--data-dir", metavar="DIR", help="directory holding the data set files")
     p.add_argument("--epochs", type=int, help="override every member's epochs (smoke tests)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        metavar="SECTION.KEY=VALUE",
-        action="append",
-        default=[],
-        help="override a run-config value in every member (repeatable)",
-    )
+    add_set_arg(p, "override a run-config value in every member")
     p.add_argument("--json", action="store_true", help="print the results as JSON (last line)")
     p.set_defaults(func=cmd_ensemble)
 
