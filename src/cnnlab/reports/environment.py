@@ -48,17 +48,28 @@ def environment_info(device: torch.device | None = None) -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "device": str(device) if device is not None else "cpu",
         "executable": sys.executable,
+        # Other work on the machine changes every timing: record how busy it was.
+        "load_average_1min": _loadavg(),
     }
     if device is not None and device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
 
 
+def _loadavg() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (OSError, AttributeError):
+        return None
+
+
 def environment_line(info: dict[str, Any]) -> str:
     """One human line: CPU, cores, device, versions."""
     dev = info.get("gpu") or info.get("device", "cpu")
+    load = info.get("load_average_1min")
+    busy = f", load average {load} at start" if load is not None else ""
     return (
         f"{info['cpu']} ({info['cpu_count']} cores, {info['cpu_capability']}), device {dev}, "
-        f"{info['torch_threads']} threads; Python {info['python']}, torch {info['torch']}, "
+        f"{info['torch_threads']} threads{busy}; Python {info['python']}, torch {info['torch']}, "
         f"cnnlab {info['cnnlab']}"
     )
