@@ -106,3 +106,19 @@ def test_parallel_jobs_give_the_same_results(tmp_path):
     assert [r["test_loss"] for r in one["rows"]] == pytest.approx(
         [r["test_loss"] for r in two["rows"]], rel=1e-5
     )
+
+
+def test_cli_passes_jobs_through(tmp_path, monkeypatch):
+    import cnnlab.compare as compare
+
+    seen = {}
+
+    def fake_run_compare(preset, plan, out, **kw):
+        seen.update(kw)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(compare, "run_compare", fake_run_compare)
+    with pytest.raises(SystemExit):
+        main(["compare", "--models", "softmax", "--jobs", "2", "--seeds", "3",
+              "--out", str(tmp_path)])  # fmt: skip
+    assert seen["jobs"] == 2 and seen["seeds"] == 3

@@ -51,8 +51,9 @@ def cmd_compare(args) -> int:
     log(f"compare: preset {preset.name}, {len(plan)} models x {args.seeds} seed(s) -> {out}")
     command = "cnnlab " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     results = run_compare(
-        preset, plan, out, seeds=args.seeds, command=command, log=log, stream=sys.stderr
-    )
+        preset, plan, out, seeds=args.seeds, jobs=args.jobs, command=command, log=log,
+        stream=sys.stderr,
+    )  # fmt: skip
     width = max(len(r["model"]) for r in results["rows"])
     for r in results["rows"]:
         print(
