@@ -179,3 +179,18 @@ def test_lsuv_gives_unit_output_variance_per_layer() -> None:
     assert model.training  # mode restored
     with pytest.raises(ValueError, match="tol must be > 0"):
         lsuv_init(model, x, tol=0)
+
+
+def test_lsuv_works_on_a_channels_last_model() -> None:
+    # The trainer converts conv nets to channels_last before a data-dependent init runs.
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3)).to(
+        memory_format=torch.channels_last
+    )
+    x = torch.randn(32, 1, 12, 12).to(memory_format=torch.channels_last)
+    result = lsuv_init(model, x)
+    assert all(abs(v - 1) < 0.05 for v in result.values())
+    assert model[0].weight.is_contiguous(memory_format=torch.channels_last)
+    w = model[2].weight.flatten(1)  # still orthogonal rows up to the LSUV scale
+    gram = w @ w.T
+    assert torch.allclose(gram / gram.diag().mean(), torch.eye(8), atol=1e-4)

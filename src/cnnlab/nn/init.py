@@ -294,7 +294,10 @@ def lsuv_init(
     model.eval()
     try:
         for m in layers:
-            nn.init.orthogonal_(m.weight)
+            # orthogonal_ views the weight as a matrix, which a channels_last conv weight
+            # cannot be; fill a contiguous copy and copy it back in the weight's own layout.
+            w = torch.empty(m.weight.shape, dtype=m.weight.dtype, device=m.weight.device)
+            m.weight.copy_(nn.init.orthogonal_(w))
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
         result: dict[str, float] = {}
