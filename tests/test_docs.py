@@ -25,6 +25,6 @@ def test_every_chapter_has_an_example():
 def test_examples_run(capsys):
     namespace: dict = {}
     for block in _python_blocks():
-        exec(compile(block, str(DOC), "exec"), namespace)  # noqa: S102 (our own docs)
+        exec(compile(block, str(DOC), "exec"), namespace)
     out = capsys.readouterr().out
     assert "fine-tuned on 4 classes" in out and "balanced accuracy" in out

@@ -37,9 +37,11 @@ def run_plain(model: str, epochs: int, data_dir: str, seed: int) -> dict:
 
 def run_cnnlab(model: str, epochs: int, data_dir: str, seed: int, procs: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "cnnlab", "train", "--model", model, "--epochs",
-               str(epochs), "--data-dir", data_dir, "--seed", str(seed), "--no-progress",
-               "--out", f"{tmp}/run", "--procs", str(procs), *MODEL_SETS.get(model, [])]  # fmt: skip
+        cmd = [
+            sys.executable, "-m", "cnnlab", "train", "--model", model, "--epochs", str(epochs),
+            "--data-dir", data_dir, "--seed", str(seed), "--no-progress", "--out", f"{tmp}/run",
+            "--procs", str(procs), *MODEL_SETS.get(model, []),
+        ]  # fmt: skip
         subprocess.run(cmd, capture_output=True, text=True, check=True)
         with open(f"{tmp}/run/history.csv") as f:
             rows = list(csv.DictReader(f))

@@ -8,6 +8,7 @@ from cnnlab.cli import (
     compress_cmd,
     data_cmd,
     ensemble_cmd,
+    experiments_cmd,
     export_cmd,
     inspect_cmd,
     inspect_net_cmd,
@@ -30,4 +31,5 @@ REGISTRATIONS = [
     augment_cmd.register,
     data_cmd.register,
     export_cmd.register,
+    experiments_cmd.register,
 ]
