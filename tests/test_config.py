@@ -110,3 +110,16 @@ def test_override_syntax():
 def test_config_cannot_write_outside_the_run(value):
     with pytest.raises(ConfigError, match="would write outside the run directory"):
         build_config({}, ["data.dataset=image_folder", f"data.params.cache_dir={value}"])
+
+
+def test_merge_trees_layers_without_touching_inputs():
+    from cnnlab.config import merge_trees
+
+    base = {"optim": {"name": "adam", "lr": 0.001}, "data": {"augment": ["hflip"]}}
+    top = {"optim": {"lr": 0.1}, "data": {"augment": []}, "train": {"epochs": 3}}
+    out = merge_trees(base, top)
+    assert out == {"optim": {"name": "adam", "lr": 0.1}, "data": {"augment": []},
+                   "train": {"epochs": 3}}  # fmt: skip
+    out["optim"]["name"] = "sgd"
+    out["train"]["epochs"] = 9
+    assert base["optim"]["name"] == "adam" and top["train"]["epochs"] == 3  # inputs untouched

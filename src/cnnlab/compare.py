@@ -9,7 +9,6 @@ resumes runs that were interrupted, and writes ``results.{json,csv,md}``.
 
 from __future__ import annotations
 
-import copy
 import statistics
 import time
 from collections.abc import Sequence
@@ -17,7 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from cnnlab.config import ConfigError, RunConfig, build_config, dump_config, read_yaml
+from cnnlab.config import (
+    ConfigError,
+    RunConfig,
+    build_config,
+    dump_config,
+    merge_trees,
+    read_yaml,
+)
 from cnnlab.pipeline import Log, run_training
 from cnnlab.recipes import Preset, load_preset
 from cnnlab.reports.environment import environment_info
@@ -53,7 +59,7 @@ def plan_compare(
     for model in models or spec.models:
         recipe_path = spec.recipe_path(model)
         tree = read_yaml(recipe_path) if recipe_path else {"model": {"name": model}}
-        tree = _deep_merge(tree, shared)
+        tree = merge_trees(tree, shared)
         try:
             cfg = build_config(tree, extra)
         except ConfigError as err:
@@ -63,16 +69,6 @@ def plan_compare(
             raise ConfigError(f"--models {model}: the overrides changed model.name")
         plan.append(PlannedRun(model, f"{preset}/{model}" if recipe_path else "defaults", cfg))
     return spec, plan
-
-
-def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in top.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 def run_compare(

@@ -8,6 +8,7 @@ with a message that names the key, what was expected and what was found. Compone
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import importlib.util
@@ -236,6 +237,12 @@ def parse_override(item: str) -> tuple[str, Any]:
     except yaml.YAMLError:
         value = raw
     return key, value
+
+
+def merge_trees(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep merge of two config trees (``top`` wins, mappings merge key by key); a new tree,
+    neither input is changed. The one layering rule of recipes, presets and experiments."""
+    return _merge(copy.deepcopy(dict(base)), copy.deepcopy(dict(top)))
 
 
 def _merge(dst: dict[str, Any], src: Mapping[str, Any]) -> dict[str, Any]:

@@ -43,14 +43,20 @@ and the rules combine the same test rows.
 
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cnnlab.config import ConfigError, RunConfig, build_config, load_config, read_yaml
+from cnnlab.config import (
+    ConfigError,
+    RunConfig,
+    build_config,
+    load_config,
+    merge_trees,
+    read_yaml,
+)
 
 RULE_NAMES = ("mean", "weighted_acc", "weighted_nll", "plurality", "majority", "stacking")
 NEEDS_VAL = ("weighted_acc", "weighted_nll", "stacking")
@@ -112,16 +118,6 @@ def _resolve(path: str, here: Path | None, where: str) -> Path:
     raise _fail(where, f"{path} not found (looked in {', '.join(str(c) for c in candidates)})")
 
 
-def deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(dict(base))
-    for key, value in top.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
 def load_plan(
     path: str | Path,
     *,
@@ -152,7 +148,7 @@ def build_plan(
     base: dict[str, Any] = {}
     if tree.get("base_config"):
         base = read_yaml(_resolve(str(tree["base_config"]), here, "base_config"))
-    base = deep_merge(base, _mapping(tree.get("base"), "base"))
+    base = merge_trees(base, _mapping(tree.get("base"), "base"))
     extra = [*overrides]
     extra += [f"train.epochs={epochs}"] if epochs is not None else []
     extra += [f"data.data_dir={data_dir}"] if data_dir is not None else []
@@ -196,8 +192,8 @@ def _entry_members(entry: Any, i: int, base: dict[str, Any], here: Path | None,
         return [_existing_run(entry, name, here, where, data_dir)]
     tree = base
     if entry.get("config"):
-        tree = deep_merge(tree, read_yaml(_resolve(str(entry["config"]), here, where)))
-    tree = deep_merge(tree, {k: v for k, v in entry.items() if k in RUN_SECTIONS})
+        tree = merge_trees(tree, read_yaml(_resolve(str(entry["config"]), here, where)))
+    tree = merge_trees(tree, {k: v for k, v in entry.items() if k in RUN_SECTIONS})
     tree["name"] = name
     snapshots, per_epoch = _snapshots(entry.get("snapshots"), where)
     seeds = entry.get("seeds")

@@ -16,6 +16,16 @@ from cnnlab.experiments.base import Context
 from cnnlab.experiments.data import subset
 from cnnlab.reports.rundir import clean_json
 
+# Scales of the deep-net trainings (a 20-layer CIFAR-style net on 14x14 Fashion-MNIST) that
+# several claims share; each experiment gets a deep copy (``settings_for``).
+DEEP_NET_SCALES: dict[str, dict[str, Any]] = {
+    "smoke": {"seeds": 1, "epochs": 1, "model_params": {"width": 0.25}},
+    "quick": {"seeds": 1, "epochs": 3, "per_class": 400, "test_per_class": 50,
+              "image_size": 14, "model_params": {"width": 0.5}},
+    "full": {"seeds": 3, "epochs": 4, "per_class": 800, "test_per_class": 100,
+             "image_size": 14, "model_params": {"width": 0.5}},
+}  # fmt: skip
+
 
 def data_for(ctx: Context, seed: int, **overrides: Any) -> ImageDataset:
     """The settings' Fashion-MNIST subset (``per_class``, ``test_per_class``, ``image_size``)."""

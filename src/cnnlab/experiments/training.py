@@ -10,7 +10,6 @@ history. A divergence (NaN/inf loss) is recorded, not raised: some claims are ab
 
 from __future__ import annotations
 
-import copy
 import json
 import time
 from collections.abc import Sequence
@@ -20,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnnlab.config import RunConfig, build_config, dump_config
+from cnnlab.config import RunConfig, build_config, dump_config, merge_trees
 from cnnlab.data.bundle import DataBundle, build_data
 from cnnlab.data.datasets import ImageDataset
 from cnnlab.data.loader import BatchLoader
@@ -43,20 +42,9 @@ BASE_TREE: dict[str, Any] = {
 }
 
 
-def merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
-    """Deep merge of config trees (``top`` wins), without touching either input."""
-    out = copy.deepcopy(base)
-    for key, value in top.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
 def make_config(tree: dict[str, Any], seed: int, dataset: ImageDataset) -> RunConfig:
     """A validated config: defaults < BASE_TREE < ``tree``; the data set named as loaded."""
-    full = merge(BASE_TREE, tree)
+    full = merge_trees(BASE_TREE, tree)
     full.setdefault("data", {})["dataset"] = dataset.name
     full["seed"] = seed
     return build_config(full)

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from cnnlab.experiments.base import Context, Metric, TrendExperiment, register
-from cnnlab.experiments.common import data_for, first_below, tree
+from cnnlab.experiments.common import DEEP_NET_SCALES, data_for, first_below, tree
 from cnnlab.experiments.training import (
     eval_loader,
     make_config,
@@ -59,25 +59,7 @@ class SigmoidGradientsVanish(TrendExperiment):
     }
     headline = "grad_ratio_log10"
     curve_labels = ("epochs", "training error (probe)")
-    scales: ClassVar[dict[str, dict[str, Any]]] = {
-        "smoke": {"seeds": 1, "epochs": 1, "model_params": {"width": 0.25}},
-        "quick": {
-            "seeds": 1,
-            "epochs": 3,
-            "per_class": 400,
-            "test_per_class": 50,
-            "image_size": 14,
-            "model_params": {"width": 0.5},
-        },
-        "full": {
-            "seeds": 3,
-            "epochs": 4,
-            "per_class": 800,
-            "test_per_class": 100,
-            "image_size": 14,
-            "model_params": {"width": 0.5},
-        },
-    }
+    scales: ClassVar[dict[str, dict[str, Any]]] = DEEP_NET_SCALES
 
     def trial(self, ctx: Context, arm: str, seed: int) -> dict[str, Any]:
         ds = data_for(ctx, seed)
