@@ -177,7 +177,7 @@ class ExactExperiment(Experiment):
                 f"{c.name}: got {c.measured!r}, expected {c.expected!r}" for c in failed
             )
         else:
-            reason = f"all {len(checks)} checks hold"
+            reason = "the check holds" if len(checks) == 1 else f"all {len(checks)} checks hold"
         part = Part(self.claim, status, reason, {"checks": len(checks), "failed": len(failed)})
         return {"checks": [c.to_dict() for c in checks]}, Verdict(status, reason, [part])
 
