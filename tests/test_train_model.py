@@ -18,3 +18,19 @@ def test_train_model_improves_an_existing_model(tiny_cfg):
     # the bundle is reusable: a second call on the same data trains one more epoch
     history2, _ = train_model(model, cfg, data=data, epochs=1, log=lambda m: None)
     assert len(history2) == 1
+
+
+def test_sample_notice_in_full_once_then_a_reminder(tmp_path, monkeypatch):
+    import cnnlab.data.datasets as datasets
+    from cnnlab.config import build_config
+    from cnnlab.pipeline import _NOTICES_SHOWN, load_run_dataset
+
+    monkeypatch.delenv("CNNLAB_DATA", raising=False)
+    monkeypatch.setattr(datasets, "default_cache_dir", lambda: tmp_path)  # an empty cache
+    _NOTICES_SHOWN.clear()
+    lines: list[str] = []
+    cfg = build_config({"data": {"data_dir": None}})
+    for _ in range(2):
+        load_run_dataset(cfg, log=lines.append)
+    assert len(lines) == 2 and "cnnlab data fetch fashion-mnist" in lines[0]
+    assert lines[1] == "note: fashion-mnist: embedded sample, not the full set (see the note above)"

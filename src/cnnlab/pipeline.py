@@ -80,8 +80,15 @@ def load_run_dataset(cfg: RunConfig, log: Log = print) -> ImageDataset:
         **dict(cfg.data.params),
     )  # fmt: skip
     if dataset.notice:
-        log(f"note: {dataset.notice}")
+        # The full notice once per process; later runs (compare, studies) get a reminder.
+        seen = dataset.notice in _NOTICES_SHOWN
+        _NOTICES_SHOWN.add(dataset.notice)
+        reminder = f"note: {dataset.name}: {dataset.source}, not the full set (see the note above)"
+        log(reminder if seen else f"note: {dataset.notice}")
     return dataset
+
+
+_NOTICES_SHOWN: set[str] = set()
 
 
 def model_spec(cfg: RunConfig, dataset: ImageDataset) -> dict[str, Any]:
