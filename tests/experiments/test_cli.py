@@ -76,6 +76,10 @@ def test_book_from_results(smoke_out, tmp_path, capsys):
         assert f"`{name}`" in text
     assert "QUICK RESULTS" in text and "How verdicts are computed" in text
     assert text.index("xor_needs_hidden_layer") < text.index("tukey_outliers")
+    missing = [n for n in load_all().names() if n not in {*TREND, "conv_worked_example"}]
+    line = next(ln for ln in text.splitlines() if ln.startswith("Not run yet"))
+    assert line.startswith(f"Not run yet ({len(missing)}):")
+    assert all(n in line for n in missing) and "tukey_outliers" not in line
     html = md.with_suffix(".html").read_text()
     assert "data:image/png;base64," in html and "tukey_outliers" in html
 

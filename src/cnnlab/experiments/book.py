@@ -89,6 +89,14 @@ def md_result(r: dict[str, Any]) -> list[str]:
     return out
 
 
+def not_run(results: list[dict[str, Any]]) -> list[str]:
+    """Registered experiments with no result in the book (so a partial book says so)."""
+    from cnnlab.experiments.base import ordered
+
+    done = {r["name"] for r in results}
+    return [e.name for e in ordered() if e.name not in done]
+
+
 def markdown(results: list[dict[str, Any]], source: str) -> str:
     counts = Counter(r["verdict"] for r in results)
     lines = [
@@ -104,6 +112,10 @@ def markdown(results: list[dict[str, Any]], source: str) -> str:
     lines += [
         f"Verdicts: {', '.join(f'{n} {v}' for v, n in sorted(counts.items()))}.",
         "",
+    ]
+    if missing := not_run(results):
+        lines += [f"Not run yet ({len(missing)}): {', '.join(missing)}.", ""]
+    lines += [
         "## Summary",
         "",
     ]
@@ -143,6 +155,8 @@ def html_book(results: list[dict[str, Any]], source: str) -> str:
     note = scale_note(results)
     if note:
         body.append(f'<p class="note warn">{esc(note)}</p>')
+    if missing := not_run(results):
+        body.append(f'<p class="note">Not run yet ({len(missing)}): {esc(", ".join(missing))}.</p>')
     body.append(
         section("summary", "Summary", table(["§", "experiment", "kind", "scale", "verdict"], rows))
     )
