@@ -330,6 +330,7 @@ MODULES = (
     "trend_basics",
     "trend_architectures",
     "trend_compression",
+    "trend_distillation",
     "trend_init_losses",
     "trend_regularization",
     "trend_training",
