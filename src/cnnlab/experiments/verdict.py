@@ -97,6 +97,30 @@ def _check_pairs(a: Sequence[float], b: Sequence[float], what: str) -> None:
         raise ValueError(f"{what}: non-finite values {bad}")
 
 
+def _paired(
+    claim: str,
+    a: Sequence[float],
+    b: Sequence[float],
+    higher_is_better: bool,
+    names: tuple[str, str],
+) -> tuple[list[float], float, float, tuple[float, float], dict[str, Any]]:
+    """Per-seed differences oriented so > 0 supports the claim, their mean, the pooled seed
+    spread, both arms' means, and the numbers recorded with the part."""
+    _check_pairs(a, b, claim)
+    sign = 1.0 if higher_is_better else -1.0
+    d = [sign * (float(x) - float(y)) for x, y in zip(a, b, strict=True)]
+    mean_d, spread = statistics.fmean(d), pooled_std(a, b)
+    (ma, sa), (mb, sb) = mean_std(a), mean_std(b)
+    numbers = {
+        names[0]: {"mean": ma, "std": sa, "values": list(map(float, a))},
+        names[1]: {"mean": mb, "std": sb, "values": list(map(float, b))},
+        "diff_per_seed": d,
+        "mean_diff": mean_d,
+        "spread": spread,
+    }
+    return d, mean_d, spread, (ma, mb), numbers
+
+
 def compare(
     claim: str,
     a: Sequence[float],
@@ -107,20 +131,8 @@ def compare(
     names: tuple[str, str] = ("A", "B"),
 ) -> Part:
     """Does A beat B on every seed, by more than the seed spread? (rule in the module doc)."""
-    _check_pairs(a, b, claim)
-    sign = 1.0 if higher_is_better else -1.0
-    d = [sign * (float(x) - float(y)) for x, y in zip(a, b, strict=True)]
-    mean_d = statistics.fmean(d)
-    spread = pooled_std(a, b)
-    (ma, sa), (mb, sb) = mean_std(a), mean_std(b)
-    numbers = {
-        names[0]: {"mean": ma, "std": sa, "values": list(map(float, a))},
-        names[1]: {"mean": mb, "std": sb, "values": list(map(float, b))},
-        "diff_per_seed": d,
-        "mean_diff": mean_d,
-        "spread": spread,
-        "min_effect": min_effect,
-    }
+    d, mean_d, spread, (ma, mb), numbers = _paired(claim, a, b, higher_is_better, names)
+    numbers["min_effect"] = min_effect
     desc = f"{names[0]} {_fmt(ma)} vs {names[1]} {_fmt(mb)} (effect {mean_d:+.4g}"
     if len(d) == 1:
         desc += ", 1 seed: no spread estimate)"
@@ -150,19 +162,8 @@ def non_inferior(
     names: tuple[str, str] = ("A", "B"),
 ) -> Part:
     """Is A at least as good as B up to ``margin``? (rule in the module doc)."""
-    _check_pairs(a, b, claim)
-    sign = 1.0 if higher_is_better else -1.0
-    d = [sign * (float(x) - float(y)) for x, y in zip(a, b, strict=True)]
-    mean_d, spread = statistics.fmean(d), pooled_std(a, b)
-    (ma, sa), (mb, sb) = mean_std(a), mean_std(b)
-    numbers = {
-        names[0]: {"mean": ma, "std": sa, "values": list(map(float, a))},
-        names[1]: {"mean": mb, "std": sb, "values": list(map(float, b))},
-        "diff_per_seed": d,
-        "mean_diff": mean_d,
-        "spread": spread,
-        "margin": margin,
-    }
+    d, mean_d, spread, (ma, mb), numbers = _paired(claim, a, b, higher_is_better, names)
+    numbers["margin"] = margin
     desc = (
         f"{names[0]} {_fmt(ma)} vs {names[1]} {_fmt(mb)} (effect {mean_d:+.4g}, margin "
         f"{margin:g}, seed spread {spread:.3g}, {len(d)} seed{'s' if len(d) > 1 else ''})"
