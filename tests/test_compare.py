@@ -108,6 +108,17 @@ def test_parallel_jobs_give_the_same_results(tmp_path):
     )
 
 
+def test_worker_lines_name_their_run_once(tmp_path, capsys):
+    from cnnlab.compare import _worker
+
+    preset, plan = plan_compare("case-study", models=["softmax"], overrides=SYNTH, epochs=1)
+    run_compare(preset, plan, tmp_path, log=lambda m: None)
+    prefix = "[1/1] softmax seed 0: "
+    _worker(plan[0].config.to_dict(), str(tmp_path / "runs" / "softmax" / "seed0"), prefix)
+    err = capsys.readouterr().err
+    assert "already finished" in err and err.count(prefix) == 1, err
+
+
 def test_cli_passes_jobs_through(tmp_path, monkeypatch):
     import cnnlab.compare as compare
 

@@ -161,8 +161,8 @@ def _worker(cfg_dict: dict[str, Any], run_dir: str, prefix: str) -> dict[str, An
 
     cfg = build_config(cfg_dict)
 
-    def log(msg: str) -> None:
-        print(f"{prefix}{msg}", file=sys.stderr, flush=True)
+    def log(msg: str) -> None:  # every line names its run (some already do)
+        print(msg if msg.startswith(prefix) else f"{prefix}{msg}", file=sys.stderr, flush=True)
 
     return _train_or_reuse(cfg, Path(run_dir), log, None, prefix, live=False)
 
