@@ -127,8 +127,9 @@ def _run_all(work, out: Path, jobs: int, log: Log, stream) -> dict[str, dict[str
     if jobs == 1:
         done = {}
         for _, rel, cfg, prefix in work:
-            log(f"{prefix}training ({cfg.model.name}, {cfg.train.epochs} epochs)")
-            done[rel] = _train_or_reuse(cfg, out / rel, log, stream, prefix)
+            run_log = _prefixed(log, prefix)
+            run_log(f"training ({cfg.model.name}, {cfg.train.epochs} epochs)")
+            done[rel] = _train_or_reuse(cfg, out / rel, run_log, stream, prefix)
         return done
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -161,10 +162,13 @@ def _worker(cfg_dict: dict[str, Any], run_dir: str, prefix: str) -> dict[str, An
 
     cfg = build_config(cfg_dict)
 
-    def log(msg: str) -> None:  # every line names its run (some already do)
-        print(msg if msg.startswith(prefix) else f"{prefix}{msg}", file=sys.stderr, flush=True)
-
+    log = _prefixed(lambda msg: print(msg, file=sys.stderr, flush=True), prefix)
     return _train_or_reuse(cfg, Path(run_dir), log, None, prefix, live=False)
+
+
+def _prefixed(log: Log, prefix: str) -> Log:
+    """``log`` with every line naming its run (``[k/n] model seed s: ``)."""
+    return lambda msg: log(f"{prefix}{msg}")
 
 
 def _fmt_acc(row: dict[str, Any]) -> str:
@@ -189,10 +193,10 @@ def _train_or_reuse(
                 "(nothing was overwritten)"
             )
         if rd.file(RunDir.METRICS).is_file():
-            log(f"{prefix}already finished, reusing {run_dir}")
+            log(f"already finished, reusing {run_dir}")
             return rd.read_json(RunDir.METRICS)
         if rd.checkpoint.is_file():
-            log(f"{prefix}resuming the interrupted run in {run_dir}")
+            log(f"resuming the interrupted run in {run_dir}")
             return run_training(
                 cfg, run_dir, resume=True, log=log, stream=stream, progress_prefix=prefix
             )

@@ -80,6 +80,13 @@ class _BinaryMixin:
 
     weight: nn.Parameter
 
+    def __init__(
+        self, *args: Any, mode: str = "binaryconnect", stochastic: bool = False,
+        binary_inputs: bool | None = None, **kwargs: Any,
+    ) -> None:  # fmt: skip
+        super().__init__(*args, **kwargs)  # the nn.Conv2d / nn.Linear that follows in the MRO
+        self._init_binary(mode, stochastic, binary_inputs)
+
     def _init_binary(self, mode: str, stochastic: bool, binary_inputs: bool | None) -> None:
         if mode not in MODES:
             raise ValueError(f"binary mode must be one of {', '.join(MODES)}; got {mode!r}")
@@ -109,9 +116,10 @@ class _BinaryMixin:
         w.copy_(torch.where(w >= 0, 1.0, -1.0))
         self.frozen = True
 
-    def binary_repr(self) -> str:
+    def extra_repr(self) -> str:
+        base = super().extra_repr()  # type: ignore[misc]  # nn.Conv2d's / nn.Linear's
         return (
-            f"mode={self.mode}, stochastic={self.stochastic}, "
+            f"{base}, mode={self.mode}, stochastic={self.stochastic}, "
             f"binary_inputs={self.binary_inputs}, frozen={self.frozen}"
         )
 
@@ -119,35 +127,15 @@ class _BinaryMixin:
 class BinaryConv2d(_BinaryMixin, nn.Conv2d):
     """Conv2d with binarised weights (and inputs for BNN); see the module docstring."""
 
-    def __init__(
-        self, *args: Any, mode: str = "binaryconnect", stochastic: bool = False,
-        binary_inputs: bool | None = None, **kwargs: Any,
-    ) -> None:  # fmt: skip
-        super().__init__(*args, **kwargs)
-        self._init_binary(mode, stochastic, binary_inputs)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._conv_forward(self.binary_input(x), self.binary_weight(), self.bias)
-
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, {self.binary_repr()}"
 
 
 class BinaryLinear(_BinaryMixin, nn.Linear):
     """Linear with binarised weights (and inputs for BNN); see the module docstring."""
 
-    def __init__(
-        self, *args: Any, mode: str = "binaryconnect", stochastic: bool = False,
-        binary_inputs: bool | None = None, **kwargs: Any,
-    ) -> None:  # fmt: skip
-        super().__init__(*args, **kwargs)
-        self._init_binary(mode, stochastic, binary_inputs)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(self.binary_input(x), self.binary_weight(), self.bias)
-
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, {self.binary_repr()}"
 
 
 BINARY_LAYERS = (BinaryConv2d, BinaryLinear)
