@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -133,3 +139,65 @@ def test_cli_passes_jobs_through(tmp_path, monkeypatch):
         main(["compare", "--models", "softmax", "--jobs", "2", "--seeds", "3",
               "--out", str(tmp_path)])  # fmt: skip
     assert seen["jobs"] == 2 and seen["seeds"] == 3
+
+
+def test_parallel_queue_puts_the_longest_training_first():
+    from cnnlab.compare import _estimated_costs
+    from cnnlab.compression.measure import model_macs
+    from cnnlab.models import create_model
+
+    _, plan = plan_compare("case-study", models=["softmax", "cnn2", "resnet20"], overrides=SYNTH)
+    work = [(k, f"runs/{p.model}", p.config, "") for k, p in enumerate(plan)]
+    costs = dict(zip([p.model for p in plan], _estimated_costs(work), strict=True))
+    # MACs per image x epochs: ResNet-20 (20 epochs) >> cnn2 (10) >> softmax (10)
+    assert costs["resnet20"] > costs["cnn2"] > costs["softmax"] > 0
+    cnn2 = create_model("cnn2", num_classes=10, in_chans=1, input_size=12)
+    assert costs["cnn2"] == model_macs(cnn2, (1, 12, 12)) * 10
+
+
+def _children(pid: int) -> list[int]:
+    path = f"/proc/{pid}/task/{pid}/children"
+    try:
+        with open(path) as f:
+            return [int(c) for c in f.read().split()]
+    except FileNotFoundError:
+        return []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="needs Linux /proc")
+def test_sigterm_to_compare_stops_its_workers_too(tmp_path):
+    """`kill PID` of a `compare --jobs 2` must not leave the worker processes training."""
+    argv = [sys.executable, "-m", "cnnlab", "compare", "--models", "cnn1,cnn2", "--jobs", "2",
+            "--epochs", "500", "--out", str(tmp_path)]  # fmt: skip
+    for item in SYNTH:
+        argv += ["--set", item]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while len(list(tmp_path.glob("runs/*/seed0/checkpoint.safetensors"))) < 2:  # both training
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        assert time.time() < deadline
+        time.sleep(0.1)
+    workers = [c for c in _children(proc.pid)
+               if b"spawn" in Path(f"/proc/{c}/cmdline").read_bytes()]  # fmt: skip
+    assert len(workers) == 2
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    deadline = time.time() + 30
+    while any(_alive(w) for w in workers):
+        assert time.time() < deadline, "a worker is still running after the parent was stopped"
+        time.sleep(0.1)
+    # the interrupted runs are resumable: their checkpoints are intact
+    from cnnlab.engine.checkpoint import load_checkpoint
+
+    for run in tmp_path.glob("runs/*/seed0"):
+        assert load_checkpoint(run).meta["state"]["step"] > 0
