@@ -1,0 +1,56 @@
+"""benchmarks/fashion_mnist/summarize.py: the README's results block comes from results files."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _summarize():
+    path = ROOT / "benchmarks" / "fashion_mnist" / "summarize.py"
+    spec = importlib.util.spec_from_file_location("fmnist_summarize", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+ENV = {"cpu": "CPU", "cpu_count": 2, "cpu_capability": "AVX2", "device": "cpu",
+       "torch_threads": 1, "python": "3.11", "torch": "2.13.0", "cnnlab": "0.1.0"}  # fmt: skip
+
+
+def _results(preset, rows, notes=()):
+    return {"preset": preset, "dataset": "fashion-mnist", "data_source": "IDX files",
+            "started": "2026-11-28T08:41:00", "wall_seconds": 600.0, "command": "cnnlab compare",
+            "env": ENV, "rows": rows, "notes": list(notes)}  # fmt: skip
+
+
+def _row(model, acc, train=0.95, std=None, seeds=(0,)):
+    return {"model": model, "test_acc": acc, "test_acc_std": std, "train_acc": train,
+            "train_seconds": 90.0, "seeds": list(seeds)}  # fmt: skip
+
+
+def test_block_quotes_the_results_and_judges_the_targets():
+    s = _summarize()
+    case = _results("case-study", [_row("resnet20", 0.9312, train=0.9901)], ["resnet20: note"])
+    best = _results("best", [_row("resnet20", 0.9466, std=0.0012, seeds=(0, 1, 2)),
+                             _row("cnn2", 0.9288)])  # fmt: skip
+    text = s.block(case, best)
+    resnet = next(line for line in text.splitlines() if line.startswith("| resnet20 |"))
+    assert resnet.split(" | ")[1:5] == ["99%", "93.12%", "99.01%", "1.5"]
+    assert "94.66% ± 0.12 (3 seeds)" in resnet and ">= 94.5%: met" in resnet
+    cnn2 = next(line for line in text.splitlines() if line.startswith("| cnn2 |"))
+    assert "92.88%" in cnn2 and ">= 93.0%: NOT met" in cnn2 and "not yet measured" in cnn2
+    assert "- resnet20: note" in text and "wall time 10 min" in text
+    assert "| lenet5 |" in text  # every preset model has a row, measured or not
+
+
+def test_rewrite_replaces_only_the_block(tmp_path):
+    s = _summarize()
+    text = f"intro\n{s.BEGIN}\nold\n{s.END}\noutro\n"
+    assert s.rewrite(text, "new", tmp_path) == f"intro\n{s.BEGIN}\nnew\n{s.END}\noutro\n"
+
+
+def test_readme_blocks_are_up_to_date():
+    assert _summarize().main(["--check"]) == 0, "run python benchmarks/fashion_mnist/summarize.py"
