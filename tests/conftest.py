@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
 import os
 from pathlib import Path
 
@@ -24,6 +25,21 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.delenv("CNNLAB_DATA", raising=False)
+
+
+@pytest.fixture(scope="session")
+def load_benchmark():
+    """``load_benchmark("ensembles/run_study.py")``: a script under benchmarks/ as a module."""
+    root = Path(__file__).resolve().parents[1] / "benchmarks"
+
+    def load(relpath: str):
+        path = root / relpath
+        spec = importlib.util.spec_from_file_location(f"{path.parent.name}_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ reported metrics independently from the stored confusion matrices.
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from pathlib import Path
 
@@ -22,20 +21,13 @@ ARGS = ["--smoke", "--imbalance-arms", "plain,cost_sensitive", "--augment-arms",
 LONG_TAIL_COUNTS = [600, 360, 216, 129, 77, 46, 28, 17, 10, 6]
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("data_practice_study", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _mtime(path: Path) -> float | None:
     return path.stat().st_mtime if path.exists() else None
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory):
-    module = _load_script()
+def study(tmp_path_factory, load_benchmark):
+    module = load_benchmark("data_practice/run_study.py")
     out = tmp_path_factory.mktemp("data_practice")
     committed = [SCRIPT.parent / "results.json", SCRIPT.parent / "results.md"]
     before = [_mtime(p) for p in committed]
@@ -146,8 +138,8 @@ def test_restart_reuses_runs_and_refuses_other_settings(study):
         module.main([*ARGS, "--out", str(out), "--only", "imbalance", "--model", "cnn2"])
 
 
-def test_bad_arguments():
-    module = _load_script()
+def test_bad_arguments(load_benchmark):
+    module = load_benchmark("data_practice/run_study.py")
     with pytest.raises(SystemExit, match="--imbalance-arms: unknown"):
         module.parse_args(["--imbalance-arms", "plain,focal"])
     with pytest.raises(SystemExit, match="--only: unknown"):

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
+import pytest
 
 
-def _summarize():
-    path = ROOT / "benchmarks" / "fashion_mnist" / "summarize.py"
-    spec = importlib.util.spec_from_file_location("fmnist_summarize", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture
+def summarize(load_benchmark):
+    return load_benchmark("fashion_mnist/summarize.py")
 
 
 ENV = {"cpu": "CPU", "cpu_count": 2, "cpu_capability": "AVX2", "device": "cpu",
@@ -31,8 +25,8 @@ def _row(model, acc, train=0.95, std=None, seeds=(0,)):
             "train_seconds": 90.0, "seeds": list(seeds)}  # fmt: skip
 
 
-def test_block_quotes_the_results_and_judges_the_targets():
-    s = _summarize()
+def test_block_quotes_the_results_and_judges_the_targets(summarize):
+    s = summarize
     case = _results("case-study", [_row("resnet20", 0.9312, train=0.9901)], ["resnet20: note"])
     best = _results("best", [_row("resnet20", 0.9466, std=0.0012, seeds=(0, 1, 2)),
                              _row("cnn2", 0.9288)])  # fmt: skip
@@ -46,11 +40,11 @@ def test_block_quotes_the_results_and_judges_the_targets():
     assert "| lenet5 |" in text  # every preset model has a row, measured or not
 
 
-def test_rewrite_replaces_only_the_block(tmp_path):
-    s = _summarize()
+def test_rewrite_replaces_only_the_block(tmp_path, summarize):
+    s = summarize
     text = f"intro\n{s.BEGIN}\nold\n{s.END}\noutro\n"
     assert s.rewrite(text, "new", tmp_path) == f"intro\n{s.BEGIN}\nnew\n{s.END}\noutro\n"
 
 
-def test_readme_blocks_are_up_to_date():
-    assert _summarize().main(["--check"]) == 0, "run python benchmarks/fashion_mnist/summarize.py"
+def test_readme_blocks_are_up_to_date(summarize):
+    assert summarize.main(["--check"]) == 0, "run python benchmarks/fashion_mnist/summarize.py"

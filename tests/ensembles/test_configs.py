@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 from cnnlab.ensembles.generate import build_plan, load_plan
 from cnnlab.recipes import configs_root
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("name", ["seeds", "snapshots", "mixed"])
@@ -25,16 +20,8 @@ def test_shipped_configs_load(name):
         assert plan.members[1].config.loss.name == "multiclass_hinge"
 
 
-def _study():
-    path = ROOT / "benchmarks" / "ensembles" / "run_study.py"
-    spec = importlib.util.spec_from_file_location("run_study", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_study_config_keeps_the_training_budget_equal():
-    study = _study()
+def test_study_config_keeps_the_training_budget_equal(load_benchmark):
+    study = load_benchmark("ensembles/run_study.py")
     args = study.parse_args(["--budget-epochs", "15", "--members", "3", "--data-dir", "x"])
     plan = build_plan(study.study_config(args), data_dir=args.data_dir)
     epochs = {m.name: m.config.train.epochs for m in plan.members}
