@@ -90,6 +90,7 @@ def train_smoke_runs(out: Path) -> dict[str, Path]:
 
 def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
     from cnnlab.compression.runner import run_compression
+    from cnnlab.engine.checkpoint import atomic_write_text
 
     out = Path(args.out)
     runs = {"vgg": args.vgg, "resnet": args.resnet}
@@ -102,19 +103,18 @@ def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
         if args.only and study["name"] not in args.only:
             continue
         config = {**study["config"], "measure": measure}
+        dest = out / study["name"]
+        run = str(runs[study["run"]])
         cfg_path = out / "configs" / f"{study['name']}.yaml"
+        command = ["cnnlab", "compress", run, "--config", str(cfg_path), "--out", str(dest)]
+        command += ["--data-dir", args.data_dir] if args.data_dir else []
+        finished = _finished(dest, {"config": config, "run": run})
+        if finished:
+            print(f"== {study['name']}: finished before, reusing {dest}", file=sys.stderr)
+            results.append(finished)
+            continue
         cfg_path.parent.mkdir(parents=True, exist_ok=True)
         cfg_path.write_text(yaml.safe_dump(config, sort_keys=False))
-        dest = out / study["name"]
-        command = [
-            "cnnlab",
-            "compress",
-            str(runs[study["run"]]),
-            "--config",
-            str(cfg_path),
-            "--out",
-            str(dest),
-        ] + (["--data-dir", args.data_dir] if args.data_dir else [])
         print(f"== {study['name']}: {shlex.join(command)}", file=sys.stderr, flush=True)
         start = time.perf_counter()
         report = run_compression(
@@ -124,10 +124,27 @@ def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
             data_dir=args.data_dir,
             log=lambda m: print(f"   {m}", file=sys.stderr, flush=True),
         )
-        results.append({"study": study["name"], "command": shlex.join(command),
-                        "seconds": time.perf_counter() - start, "rows": report["rows"],
-                        "env": report["env"]})  # fmt: skip
+        result = {"study": study["name"], "command": shlex.join(command),
+                  "seconds": time.perf_counter() - start, "rows": report["rows"],
+                  "env": report["env"]}  # fmt: skip
+        saved = {**result, "config": config, "run": run}
+        atomic_write_text(dest / "study.json", json.dumps(saved, default=str))
+        results.append(result)
     return results
+
+
+def _finished(dest: Path, key: dict[str, Any]) -> dict[str, Any] | None:
+    """The saved result of a study that already ran with this config on this run (a long
+    study can be split with --only across processes, or restarted, without redoing work)."""
+    saved = dest / "study.json"
+    if not saved.is_file():
+        if (dest / "report.json").exists():
+            raise SystemExit(f"{dest} holds an unfinished or foreign study; remove it or use --out")
+        return None
+    result = json.loads(saved.read_text())
+    if {k: result.pop(k) for k in key} != json.loads(json.dumps(key, default=str)):
+        raise SystemExit(f"{dest} holds this study with another config or run; use another --out")
+    return result
 
 
 def _final(results, name):

@@ -1,0 +1,28 @@
+"""benchmarks/compression/run_study.py in --smoke mode: a finished study is reused, not redone."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+@pytest.mark.slow
+def test_finished_studies_are_reused_and_a_changed_one_is_refused(tmp_path, load_benchmark,
+                                                                  capsys):  # fmt: skip
+    study = load_benchmark("compression/run_study.py")
+    args = ["--smoke", "--no-timing", "--threads", "1", "--out", str(tmp_path)]
+    assert study.main([*args, "--only", "vgg-int8"]) == 0
+    first = json.loads((tmp_path / "study.json").read_text())["results"]
+    assert [r["study"] for r in first] == ["vgg-int8"]
+    assert [row["step"] for row in first[0]["rows"]] == ["original", "int8(calibration_batches=10)"]
+    capsys.readouterr()
+
+    assert study.main([*args, "--only", "vgg-int8", "vgg-lowrank"]) == 0
+    assert "vgg-int8: finished before, reusing" in capsys.readouterr().err
+    again = json.loads((tmp_path / "study.json").read_text())["results"]
+    assert [r["study"] for r in again] == ["vgg-int8", "vgg-lowrank"]
+    assert again[0]["rows"] == first[0]["rows"]  # read back, not recomputed
+
+    with pytest.raises(SystemExit, match="another config or run"):
+        study.main(["--smoke", "--threads", "1", "--out", str(tmp_path), "--only", "vgg-int8"])
