@@ -67,6 +67,9 @@ def test_run_compare_writes_results_and_reuses_finished_runs(tmp_path):
     logs.clear()
     again = run_compare(preset, plan, tmp_path, seeds=2, log=logs.append)
     assert sum("already finished" in line for line in logs) == 4
+    assert (results["reused_runs"], again["reused_runs"], again["resumed_runs"]) == (0, 4, 0)
+    md = (tmp_path / "results.md").read_text()
+    assert "reused 4 finished and resumed 0 interrupted run(s)" in md
     assert [r["test_acc"] for r in again["rows"]] == [r["test_acc"] for r in results["rows"]]
 
 

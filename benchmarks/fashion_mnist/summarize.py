@@ -48,6 +48,10 @@ def _minutes(row: dict[str, Any] | None) -> str:
     return "" if row is None else f"{row['train_seconds'] / 60:.1f}"
 
 
+def _total_minutes(res: dict[str, Any]) -> str:
+    return f"{sum(r['train_seconds'] for r in res['rows']) / 60:.0f}"
+
+
 def _target(model: str, row: dict[str, Any] | None) -> str:
     goal = TARGETS.get(model)
     if goal is None:
@@ -61,6 +65,7 @@ def block(case: dict[str, Any] | None, best: dict[str, Any] | None) -> str:
     """The generated Markdown between the markers."""
     from cnnlab.recipes import load_preset
     from cnnlab.reports.environment import environment_line
+    from cnnlab.reports.results import wall_time
 
     case_preset = load_preset("case-study")
     claims = case_preset.claims
@@ -87,7 +92,8 @@ def block(case: dict[str, Any] | None, best: dict[str, Any] | None) -> str:
             continue
         lines.append(
             f"- `{name}`: {res['dataset']} ({res['data_source']}), started {res['started']}, "
-            f"wall time {res['wall_seconds'] / 60:.0f} min; `{res['command']}`; "
+            f"training time summed over the models {_total_minutes(res)} min, {wall_time(res)}; "
+            f"`{res['command']}`; "
             f"{environment_line(res['env'])}. Full table and report: "
             f"[results.md](benchmarks/fashion_mnist/{name}/results.md), "
             f"[report.html](benchmarks/fashion_mnist/{name}/report.html)."

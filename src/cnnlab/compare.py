@@ -101,6 +101,7 @@ def run_compare(
             rel = str(Path("runs") / run.model / f"seed{cfg.seed}")
             prefix = f"[{k}/{len(plan)}] {run.model} seed {cfg.seed}: "
             work.append((k - 1, rel, cfg, prefix))
+    earlier = _earlier_work(out, [rel for _, rel, _, _ in work])
     done = _run_all(work, out, jobs, log, stream)
     rows = []
     for k, run in enumerate(plan):
@@ -117,12 +118,22 @@ def run_compare(
         "env": environment_info(),
         "started": started,
         "wall_seconds": time.perf_counter() - start,
+        **earlier,
         "seeds": seeds,
         "rows": rows,
     }
     results["notes"] = notes_against_claims(preset.claims, rows, out)
     write_results(out, results)
     return results
+
+
+def _earlier_work(out: Path, rels: Sequence[str]) -> dict[str, int]:
+    """How many runs an earlier invocation finished or started: the wall time of this one then
+    covers only part of the study (per-model training seconds survive resuming)."""
+    dirs = [RunDir(out / rel) for rel in rels]
+    finished = sum(d.file(RunDir.METRICS).is_file() for d in dirs)
+    started = sum(d.checkpoint.is_file() and not d.file(RunDir.METRICS).is_file() for d in dirs)
+    return {"reused_runs": finished, "resumed_runs": started}
 
 
 def _run_all(work, out: Path, jobs: int, log: Log, stream) -> dict[str, dict[str, Any]]:

@@ -22,6 +22,7 @@ from cnnlab.reports.page import (
     table,
     toc,
 )
+from cnnlab.reports.results import wall_time
 from cnnlab.reports.run_report import env_line, env_table, weights_title
 from cnnlab.reports.sections import (
     confusion_part,
@@ -123,8 +124,7 @@ def compare_summary(results: dict[str, Any]) -> str:
         f"This page compares {len(rows)} model{'s' if len(rows) != 1 else ''} ({names}) on "
         f"the {results.get('dataset', '?')} image-classification data (source: "
         f"{results.get('data_source', '?')}), using the preset “{results.get('preset', '?')}”. "
-        f"{_seeds_text(rows)}{winner}The whole comparison took "
-        f"{fmt_seconds(results.get('wall_seconds'))} of wall time"
+        f"{_seeds_text(rows)}{winner}Timing: {wall_time(results)}"
         f"{', started ' + str(results['started']) if results.get('started') else ''}."
     )
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.engine.checkpoint import atomic_write_text
+from cnnlab.reports.fmt import fmt_seconds
 from cnnlab.reports.rundir import clean_json
 
 COLUMNS = [
@@ -60,7 +61,7 @@ def results_markdown(results: dict[str, Any]) -> str:
         f"# cnnlab compare: preset `{results['preset']}`",
         "",
         f"Data: {results['dataset']} ({results['data_source']}); seeds per model: "
-        f"{results['seeds']}; wall time {results['wall_seconds'] / 60:.1f} min.",
+        f"{results['seeds']}; {wall_time(results)}.",
         "",
         "| model | recipe | test acc | test loss | params | MACs | train s | s/epoch "
         "| infer img/s | epochs |",
@@ -82,6 +83,18 @@ def results_markdown(results: dict[str, Any]) -> str:
 
         lines += ["", f"Hardware/software: {environment_line(env)}"]
     return "\n".join(lines) + "\n"
+
+
+def wall_time(results: dict[str, Any]) -> str:
+    """The study's wall time, saying so when earlier invocations did part of the work."""
+    text = f"wall time {fmt_seconds(results.get('wall_seconds'))}"
+    reused, resumed = results.get("reused_runs", 0), results.get("resumed_runs", 0)
+    if reused or resumed:
+        text += (
+            f" for this invocation, which reused {reused} finished and resumed {resumed} "
+            "interrupted run(s) of earlier ones (each model's training time is its total)"
+        )
+    return text
 
 
 def notes_against_claims(
