@@ -26,18 +26,18 @@ END = "<!-- fashion-mnist-results:end -->"
 TARGETS = {"softmax": 0.84, "cnn2": 0.93, "lenet5": 0.91, "vgg_small": 0.94, "resnet20": 0.945}
 
 
-def load(preset: str, base: Path = HERE) -> dict[str, Any] | None:
-    path = base / preset / "results.json"
+def load(preset: str) -> dict[str, Any] | None:
+    path = HERE / preset / "results.json"
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
 def _acc(row: dict[str, Any] | None) -> str:
+    from cnnlab.reports.results import format_acc
+
     if row is None:
         return "not yet measured"
-    text = f"{100 * row['test_acc']:.2f}%"
-    if row.get("test_acc_std") is not None:
-        text += f" ± {100 * row['test_acc_std']:.2f} ({len(row['seeds'])} seeds)"
-    return text
+    seeds = f" ({len(row['seeds'])} seeds)" if row.get("test_acc_std") is not None else ""
+    return format_acc(row) + seeds
 
 
 def _train(row: dict[str, Any] | None) -> str:

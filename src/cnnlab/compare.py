@@ -190,7 +190,7 @@ def _terminate_on_sigterm():
 def _estimated_costs(work) -> list[float]:
     """Relative training cost of each run, multiply-adds per image x epochs: enough to order
     the queue (the runs of one study share their data set, which is read once here)."""
-    from cnnlab.compression.measure import model_macs
+    from cnnlab.inspect.summary import summary
     from cnnlab.pipeline import build_model_from_spec, load_run_dataset, model_spec
 
     datasets: dict[str, Any] = {}
@@ -201,7 +201,7 @@ def _estimated_costs(work) -> list[float]:
             datasets[key] = load_run_dataset(cfg, log=lambda msg: None)
         spec = model_spec(cfg, datasets[key])
         size = (spec["in_chans"], spec["input_size"], spec["input_size"])
-        costs.append(float(model_macs(build_model_from_spec(spec), size)) * cfg.train.epochs)
+        costs.append(float(summary(build_model_from_spec(spec), size).macs) * cfg.train.epochs)
     return costs
 
 
