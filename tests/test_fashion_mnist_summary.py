@@ -49,3 +49,17 @@ def test_rewrite_replaces_only_the_block(tmp_path, summarize):
 
 def test_readme_blocks_are_up_to_date(summarize):
     assert summarize.main(["--check"]) == 0, "run python benchmarks/fashion_mnist/summarize.py"
+
+
+def test_budget_runs_are_judged_on_accuracy_and_time(summarize):
+    s = summarize
+    fast = {"test_acc": 0.9504, "train_seconds": 59 * 60, "epochs": 25, "env": {"torch_threads": 2}}
+    slow = {"test_acc": 0.9504, "train_seconds": 61 * 60, "epochs": 25, "env": {}}
+    weak = {"test_acc": 0.9123, "train_seconds": 150.0, "epochs": 2, "env": {"torch_threads": 2}}
+    lines = s.budget_lines({"vgg_small_60min": fast, "cnn2_3min": weak})
+    cnn2, vgg = lines[2], lines[3]
+    assert cnn2.split(" | ")[1:] == [">= 93% in <= 3 min", "91.23%", "2.5", "2", "2", "NOT met |"]
+    assert vgg.split(" | ")[1:] == [">= 95% in <= 60 min", "95.04%", "59.0", "25", "2", "met |"]
+    assert "| NOT met |" in s.budget_lines({"vgg_small_60min": slow})[3]  # accurate but too slow
+    assert "not yet measured" in s.budget_lines({})[3]
+    assert "Time budgets" in s.block(None, None, {"cnn2_3min": weak})

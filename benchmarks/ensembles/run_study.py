@@ -110,6 +110,30 @@ LINES = [  # (label, group, rule, tta)
 ]
 
 
+def verdict(rows: dict[tuple[str, str, bool], dict[str, Any]], num_test: int) -> str:
+    """Does the best ensemble beat the best single model of the same training budget?
+
+    Every arm trains for the same number of epochs, so the comparison is between the best
+    line of the single model (with or without TTA) and the best ensemble line.
+    """
+    table = {(g, r, t): row for (g, r, t), row in rows.items()
+             if any((g, r, t) == (lg, lr, lt) for _, lg, lr, lt in LINES)}  # fmt: skip
+    labels = {(g, r, t): label for label, g, r, t in LINES}
+    singles = [k for k in table if k[0] == "single"]
+    ensembles = [k for k in table if k[0] != "single"]
+    if not singles or not ensembles:
+        return "Verdict: not measured (the single model or the ensembles are missing)."
+    best_single = max(singles, key=lambda k: table[k]["test_acc"])
+    best_ens = max(ensembles, key=lambda k: table[k]["test_acc"])
+    a, b = table[best_single]["test_acc"], table[best_ens]["test_acc"]
+    word = "beats" if b > a else "does not beat"
+    return (
+        f"Verdict: the best ensemble ({labels[best_ens]}, {100 * b:.2f}%) {word} the best single "
+        f"model of the same training budget ({labels[best_single]}, {100 * a:.2f}%): "
+        f"{100 * (b - a):+.2f} points ({round((b - a) * num_test):+d} of {num_test} test images)."
+    )
+
+
 def summary(results: dict[str, Any], commands: list[str]) -> str:
     rows = {(r["group"], r["rule"], r["tta"]): r for r in results["rows"]}
     lines = [
@@ -133,6 +157,7 @@ def summary(results: dict[str, Any], commands: list[str]) -> str:
             f"| {r['test_abstentions']} | {r['train_seconds']:.0f} | {r['infer_seconds']:.1f} "
             f"| {note} |"
         )
+    lines += ["", verdict(rows, results["num_test"])]
     lines += ["", "Per member and every rule: see results.md next to this file.", "",
               "Commands:", "", *[f"    {c}" for c in commands], ""]  # fmt: skip
     return "\n".join(lines)

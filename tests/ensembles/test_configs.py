@@ -31,3 +31,24 @@ def test_study_config_keeps_the_training_budget_equal(load_benchmark):
     assert set(plan.groups) == {"single", "seeds", "snapshots"}
     with pytest.raises(SystemExit, match="must be >= --members"):
         study.study_config(study.parse_args(["--budget-epochs", "2", "--members", "3"]))
+
+
+def test_study_verdict_compares_best_ensemble_with_best_single(load_benchmark):
+    study = load_benchmark("ensembles/run_study.py")
+
+    def row(acc):
+        return {"test_acc": acc}
+
+    rows = {("single", "mean", False): row(0.930), ("single", "mean", True): row(0.934),
+            ("seeds", "mean", False): row(0.933), ("snapshots", "mean", True): row(0.9365),
+            ("seeds", "weighted_acc", False): row(0.99)}  # fmt: skip
+    # ("seeds", "weighted_acc") is not a line of the study's table: ignored
+    text = study.verdict(rows, 10000)
+    assert "snapshot ensemble, averaging + TTA, 93.65%) beats" in text
+    assert "(single model + TTA, 93.40%): +0.25 points (+25 of 10000 test images)" in text
+    rows[("single", "mean", False)] = row(0.94)
+    assert (
+        "does not beat the best single model of the same training budget (single model, 94.00%)"
+        in study.verdict(rows, 10000)
+    )
+    assert "not measured" in study.verdict({("single", "mean", False): row(0.9)}, 10000)
