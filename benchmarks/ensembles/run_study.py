@@ -17,7 +17,8 @@ Arms, all with SGD (momentum 0.9, eta0 = --lr) on the same 90/10 train/validatio
 Everything runs through ``cnnlab ensemble``'s code: the script writes the ensemble config it
 uses (``OUT/study.yaml``, runnable with ``cnnlab ensemble --config``), trains into ``OUT``
 (finished runs are reused when restarted), and writes ``OUT/results.{json,md}`` plus a summary
-``OUT/study.md`` (copied to ``benchmarks/ensembles/results.md`` unless ``--smoke``).
+``OUT/study.md`` (copied to ``benchmarks/ensembles/results.md`` unless ``--smoke``, with
+``OUT/results.{md,json}`` as ``members.{md,json}``).
 ``--smoke`` runs the same pipeline on tiny synthetic data in seconds.
 """
 
@@ -135,6 +136,8 @@ def verdict(rows: dict[tuple[str, str, bool], dict[str, Any]], num_test: int) ->
 
 
 def summary(results: dict[str, Any], commands: list[str]) -> str:
+    from cnnlab.reports.environment import environment_line
+
     rows = {(r["group"], r["rule"], r["tta"]): r for r in results["rows"]}
     lines = [
         "# Ensemble study (handbook ch. 13)",
@@ -142,7 +145,8 @@ def summary(results: dict[str, Any], commands: list[str]) -> str:
         results["description"],
         "",
         f"Data: {results['dataset']} ({results['data_source']}), {results['num_val']} validation "
-        f"and {results['num_test']} test images. Wall time {results['wall_seconds'] / 60:.1f} min.",
+        f"and {results['num_test']} test images. Wall time {results['wall_seconds'] / 60:.1f} min "
+        f"(trainings one after another). {environment_line(results['env'])}.",
         "",
         "| approach | test acc | test NLL | abstained | train s | infer s | notes |",
         "|---|---:|---:|---:|---:|---:|---|",
@@ -158,7 +162,8 @@ def summary(results: dict[str, Any], commands: list[str]) -> str:
             f"| {note} |"
         )
     lines += ["", verdict(rows, results["num_test"])]
-    lines += ["", "Per member and every rule: see results.md next to this file.", "",
+    lines += ["", "Every member and every rule: [members.md](members.md) (`cnnlab ensemble`'s own "
+              "results.md; also members.json).", "",
               "Commands:", "", *[f"    {c}" for c in commands], ""]  # fmt: skip
     return "\n".join(lines)
 
@@ -192,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     (out / "study.json").write_text(json.dumps({"args": vars(args)}, indent=2), encoding="utf-8")
     if not args.smoke:
         shutil.copyfile(out / "study.md", HERE / "results.md")
+        shutil.copyfile(out / "results.md", HERE / "members.md")
+        shutil.copyfile(out / "results.json", HERE / "members.json")
     print(text)
     return 0
 

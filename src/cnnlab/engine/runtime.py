@@ -42,7 +42,8 @@ class Runtime:
 
     def describe(self) -> str:
         cl = ", channels_last" if self.channels_last else ""
-        return f"{self.device} {self.precision}{cl}, {torch.get_num_threads()} threads"
+        n = torch.get_num_threads()
+        return f"{self.device} {self.precision}{cl}, {n} thread{'s' if n != 1 else ''}"
 
 
 def pick_device(spec: str = "auto") -> torch.device:

@@ -68,8 +68,9 @@ def environment_line(info: dict[str, Any]) -> str:
     dev = info.get("gpu") or info.get("device", "cpu")
     load = info.get("load_average_1min")
     busy = f", load average {load} at start" if load is not None else ""
+    threads = info["torch_threads"]
     return (
         f"{info['cpu']} ({info['cpu_count']} cores, {info['cpu_capability']}), device {dev}, "
-        f"{info['torch_threads']} threads{busy}; Python {info['python']}, torch {info['torch']}, "
-        f"cnnlab {info['cnnlab']}"
+        f"{threads} thread{'s' if threads != 1 else ''}{busy}; Python {info['python']}, "
+        f"torch {info['torch']}, cnnlab {info['cnnlab']}"
     )
