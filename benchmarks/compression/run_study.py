@@ -13,7 +13,7 @@ side with the original. The summary checks three targets:
 Usage::
 
     python benchmarks/compression/run_study.py --vgg runs/vgg --resnet runs/resnet20 \
-        --data-dir /path/to/fashion-mnist --out benchmarks/compression/results
+        --data-dir /path/to/fashion-mnist --out runs/compression
     python benchmarks/compression/run_study.py --smoke --out /tmp/study-smoke   # seconds
 
 ``--smoke`` trains two tiny runs on synthetic 28x28 data (1 epoch) unless runs are given, and
@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--vgg", help="trained vgg_small run directory")
     p.add_argument("--resnet", help="trained ResNet run directory (e.g. resnet20)")
     p.add_argument("--data-dir", help="Fashion-MNIST directory (default: where the runs read it)")
-    p.add_argument("--out", default="benchmarks/compression/results", help="output directory")
+    p.add_argument("--out", default="runs/compression", help="output directory (models: large)")
     p.add_argument("--threads", type=int, help="torch threads while timing (default: torch's)")
     p.add_argument("--only", nargs="*", help="run only these studies (names as in study.md)")
     p.add_argument("--smoke", action="store_true", help="tiny plumbing run (see docstring)")

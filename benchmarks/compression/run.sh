@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The compression study on the best-preset small VGG and ResNet-20, split over the two cores of
+# this CPU (one single-threaded process each), then int8 timed again alone, then the summary.
+# Resumable: a finished study is reused (run_study.py), so an interrupted run.sh just restarts.
+#   benchmarks/compression/run.sh DATA_DIR [OUT]
+# The compressed models stay in OUT (default runs/compression, not committed); the summary
+# (study.md/json) and every study's report.{md,json} are copied to benchmarks/compression/results/.
+set -euo pipefail
+data=${1:?usage: run.sh DATA_DIR [OUT]}
+out=${2:-runs/compression}
+here=$(cd "$(dirname "$0")" && pwd)
+best=runs/fashion_mnist/best/runs
+mkdir -p "$out"
+study=(python "$here/run_study.py" --data-dir "$data" --vgg "$best/vgg_small/seed0"
+       --resnet "$best/resnet20/seed0" --threads 1 --out "$out")
+# Two halves of about the same single-core time (distillation trains a student for the
+# teacher's 30 epochs; the binary networks train 5 VGG epochs each).
+OMP_NUM_THREADS=1 "${study[@]}" --only resnet-distill vgg-binary-binaryconnect vgg-binary-bnn \
+    vgg-binary-xnor > "$out.a.log" 2>&1 &
+a=$!
+OMP_NUM_THREADS=1 "${study[@]}" --only vgg-prune-kmeans vgg-lowrank vgg-filters-l1 \
+    vgg-filters-apoz vgg-filters-taylor vgg-kmeans-vs-pq resnet-prune resnet-filters-l1 \
+    resnet-student-scratch > "$out.b.log" 2>&1 &
+b=$!
+trap 'kill $a $b 2>/dev/null' EXIT
+wait $a
+wait $b
+trap - EXIT
+# int8 is a speed claim: time it with nothing else running.
+rm -rf "$out/vgg-int8" "$out/resnet-int8"
+OMP_NUM_THREADS=1 "${study[@]}" --only vgg-int8 resnet-int8
+OMP_NUM_THREADS=1 "${study[@]}"     # reuses every study; writes the full summary
+mkdir -p "$here/results"
+cp "$out/study.md" "$out/study.json" "$here/results/"
+for dir in "$out"/*/; do
+  name=$(basename "$dir")
+  [ -f "$dir/report.md" ] || continue
+  mkdir -p "$here/results/$name"
+  cp "$dir/report.md" "$dir/report.json" "$here/results/$name/"
+  cp "$out/configs/$name.yaml" "$here/results/$name/config.yaml"
+done
