@@ -94,6 +94,30 @@ def test_notes_explain_train_vs_test_gaps():
     assert len(notes) == 2
     assert "reported accuracy on the training data" in notes[0]
     assert "Consistent with the claim" in notes[1]
+    # the running last-epoch accuracy falls short, the final model on the training set does not
+    rows = [{"model": "resnet20", "test_acc": 0.93, "train_acc": 0.97, "train_set_acc": 0.991,
+             "epochs": 20}]  # fmt: skip
+    (note,) = notes_against_claims(claims, rows)
+    assert "97.00% running in the last epoch; the final model on the training set: 99.10%" in note
+    assert "reported accuracy on the training data" in note
+    rows[0]["train_set_acc"] = 0.95
+    assert "Neither test nor training accuracy" in notes_against_claims(claims, rows)[0]
+
+
+def test_train_set_accuracy_is_measured_once_and_matches_eval(tmp_path):
+    from cnnlab.pipeline import run_evaluation
+
+    preset, plan = plan_compare("case-study", models=["cnn1"], overrides=SYNTH, epochs=1)
+    logs: list[str] = []
+    row = run_compare(preset, plan, tmp_path, log=logs.append)["rows"][0]
+    run = tmp_path / row["runs"][0]
+    expected = run_evaluation(run, log=lambda m: None, split="train")["train_acc"]
+    assert row["train_set_acc"] == pytest.approx(expected)
+    assert json.loads((run / "train_eval.json").read_text())["num_images"] == 128
+    assert "train-set acc" in (tmp_path / "results.md").read_text()
+    logs.clear()
+    run_compare(preset, plan, tmp_path, log=logs.append)
+    assert not any("training set" in line for line in logs)  # cached in the run directory
 
 
 def test_cli_compare_json_and_report(tmp_path, capsys):

@@ -103,6 +103,9 @@ def run_compare(
             work.append((k - 1, rel, cfg, prefix))
     earlier = _earlier_work(out, [rel for _, rel, _, _ in work])
     done = _run_all(work, out, jobs, log, stream)
+    for _, rel, cfg, prefix in work:
+        acc = _train_set_accuracy(out / rel, cfg, _prefixed(log, prefix))
+        done[rel] = {**done[rel], "train_set_acc": acc}
     rows = []
     for k, run in enumerate(plan):
         per_seed = [(rel, done[rel]) for i, rel, _, _ in work if i == k]
@@ -125,6 +128,26 @@ def run_compare(
     results["notes"] = notes_against_claims(preset.claims, rows, out)
     write_results(out, results)
     return results
+
+
+def _train_set_accuracy(run_dir: Path, cfg: RunConfig, log: Log) -> float:
+    """The final model's accuracy on the whole training set, in eval mode (no dropout, no
+    augmentation), cached in the run directory. The case study's claims look like training
+    accuracy; the running accuracy of the last epoch (dropout on, weights still moving)
+    understates it, so the comparison needs this figure."""
+    import json
+
+    from cnnlab.engine.checkpoint import atomic_write_text
+    from cnnlab.pipeline import run_evaluation
+
+    cache = run_dir / "train_eval.json"
+    if cache.is_file():
+        return float(json.loads(cache.read_text(encoding="utf-8"))["train_acc"])
+    log("evaluating the final model on the training set")
+    m = run_evaluation(run_dir, data_dir=cfg.data.data_dir, log=log, split="train")
+    saved = {k: m[k] for k in ("train_acc", "train_loss", "num_images")}
+    atomic_write_text(cache, json.dumps(saved, indent=2) + "\n")
+    return float(m["train_acc"])
 
 
 def _earlier_work(out: Path, rels: Sequence[str]) -> dict[str, int]:
@@ -278,6 +301,9 @@ def _aggregate(run: PlannedRun, per_seed: list[tuple[str, dict[str, Any]]]) -> d
         "test_acc_per_seed": accs,
         "test_loss": mean("test_loss"),
         "train_acc": statistics.fmean(m["train_acc"] or 0.0 for m in ms),
+        "train_set_acc": statistics.fmean(m["train_set_acc"] for m in ms)
+        if all(m.get("train_set_acc") is not None for m in ms)
+        else None,
         "params": ms[0]["params"],
         "macs": ms[0]["macs"],
         "train_seconds": mean("train_seconds"),

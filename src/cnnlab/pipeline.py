@@ -180,10 +180,18 @@ def run_evaluation(
     data_dir: str | None = None,
     log: Log = print,
     batch_size: int = 1000,
+    split: str = "test",
 ) -> dict[str, Any]:
-    """Rebuild the model of a saved run, load its weights, evaluate on its test set."""
+    """Rebuild the model of a saved run, load its weights, evaluate on its test set.
+
+    ``split="train"`` evaluates on the data set's whole training set instead (in eval mode: no
+    dropout, batch-norm running statistics, no augmentation), for comparing with claims that
+    were most likely training accuracy (case-study issue). The keys are then ``train_acc`` and
+    ``train_loss`` (``test_acc``/``test_loss`` otherwise)."""
     from cnnlab.config import TrainConfig
 
+    if split not in ("test", "train"):
+        raise ValueError(f"split: expected 'test' or 'train', found {split!r}")
     ckpt = load_checkpoint(checkpoint)
     spec, dmeta = ckpt.meta["model"], ckpt.meta["data"]
     model = build_model_from_spec(spec)
@@ -202,9 +210,14 @@ def run_evaluation(
         )
     from cnnlab.data.loader import BatchLoader, Normalizer
 
+    images, labels = (
+        (dataset.test_images, dataset.test_labels)
+        if split == "test"
+        else (dataset.train_images, dataset.train_labels)
+    )
     loader = BatchLoader(
-        dataset.test_images,
-        dataset.test_labels,
+        images,
+        labels,
         batch_size=batch_size,
         normalizer=Normalizer(tuple(dmeta["mean"]), tuple(dmeta["std"])),
         device=runtime.device,
@@ -216,12 +229,14 @@ def run_evaluation(
         "model": spec["name"],
         "dataset": dmeta["dataset"],
         "data_source": dataset.source,
-        "test_acc": res.accuracy,
-        "test_loss": res.loss,
+        "split": split,
+        f"{split}_acc": res.accuracy,
+        f"{split}_loss": res.loss,
+        "num_images": int(labels.numel()),
         "params": n_params,
         "train_seconds": ckpt.meta.get("state", {}).get("train_seconds"),
         "infer_images_per_s": res.images_per_second,
-        "test": res.report(),
+        split: res.report(),
     }
 
 

@@ -100,3 +100,31 @@ def test_python_dash_m_entry_point():
         [sys.executable, "-m", "cnnlab", "--version"], capture_output=True, text=True, check=True
     )
     assert out.stdout.startswith("cnnlab ")
+
+
+def test_eval_on_the_training_set_matches_a_hand_evaluation(tmp_path, capsys):
+    import torch
+
+    from cnnlab.data.datasets import load_dataset
+    from cnnlab.engine.checkpoint import load_checkpoint
+    from cnnlab.pipeline import build_model_from_spec
+
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "--out", str(run)]) == 0
+    assert main(["eval", str(run), "--split", "train", "--json"]) == 0
+    out = capsys.readouterr().out
+    got = _last_json(out)
+    assert "128 train images: train acc" in out and got["num_images"] == 128
+    # independently: the saved weights, the training images normalised by hand, argmax
+    ckpt = load_checkpoint(run)
+    model = build_model_from_spec(ckpt.meta["model"])
+    ckpt.load_model(model)
+    dmeta = ckpt.meta["data"]
+    data = load_dataset(dmeta["dataset"], None, **dmeta.get("params", {}))
+    mean = torch.tensor(dmeta["mean"]).view(1, -1, 1, 1)
+    std = torch.tensor(dmeta["std"]).view(1, -1, 1, 1)
+    with torch.no_grad():
+        logits = model.eval()((data.train_images.float() / 255 - mean) / std)
+    expected = (logits.argmax(1) == data.train_labels).float().mean().item()
+    assert got["train_acc"] == pytest.approx(expected, abs=1e-6)
+    assert "test_acc" not in got

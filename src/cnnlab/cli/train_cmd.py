@@ -123,6 +123,10 @@ def register_eval(sub) -> None:
     p = sub.add_parser("eval", help="re-evaluate a saved run on its test set")
     p.add_argument("checkpoint", help="run directory or checkpoint.safetensors")
     p.add_argument("--data-dir", metavar="DIR")
+    p.add_argument(
+        "--split", choices=("test", "train"), default="test",
+        help="evaluate on the test set (default) or the whole training set",
+    )  # fmt: skip
     p.add_argument("--json", action="store_true", help="print metrics as JSON (last line)")
     p.set_defaults(func=cmd_eval)
 
@@ -130,12 +134,14 @@ def register_eval(sub) -> None:
 def cmd_eval(args) -> int:
     from cnnlab.pipeline import run_evaluation
 
-    metrics = run_evaluation(args.checkpoint, data_dir=args.data_dir, log=log)
+    split = args.split
+    metrics = run_evaluation(args.checkpoint, data_dir=args.data_dir, log=log, split=split)
     print(
-        f"{metrics['model']} on {metrics['dataset']} ({metrics['data_source']}): "
-        f"test acc {metrics['test_acc']:.4f}, loss {metrics['test_loss']:.4f}, "
-        f"{metrics['params']:,} params, {metrics['infer_images_per_s']:,.0f} img/s inference"
+        f"{metrics['model']} on {metrics['dataset']} ({metrics['data_source']}), "
+        f"{metrics['num_images']:,} {split} images: {split} acc {metrics[f'{split}_acc']:.4f}, "
+        f"loss {metrics[f'{split}_loss']:.4f}, {metrics['params']:,} params, "
+        f"{metrics['infer_images_per_s']:,.0f} img/s inference"
     )
     if args.json:
-        print_json({k: v for k, v in metrics.items() if k != "test"})
+        print_json({k: v for k, v in metrics.items() if k != split})
     return 0

@@ -131,7 +131,8 @@ def compare_summary(results: dict[str, Any]) -> str:
 
 def results_table(rows: list[dict[str, Any]]) -> str:
     best = best_index(rows)
-    head = ["model", "recipe", num("test accuracy"), num("test loss"), num("params"),
+    head = ["model", "recipe", num("test accuracy"), num("test loss"),
+            num("training-set accuracy"), num("params"),
             num("multiply-adds"), num("training time"), num("s / epoch"),
             num("inference img/s"), num("epochs")]  # fmt: skip
     body = []
@@ -141,6 +142,7 @@ def results_table(rows: list[dict[str, Any]]) -> str:
             r["model"], r.get("recipe") or "—",
             num(fmt_pct(r.get("test_acc"), std), r.get("test_acc")),
             num(fmt_float(r.get("test_loss")), r.get("test_loss")),
+            num(fmt_pct(r.get("train_set_acc")), r.get("train_set_acc")),
             num(fmt_si(r.get("params")), fmt_int(r.get("params"))),
             num(fmt_si(r.get("macs")), fmt_int(r.get("macs"))),
             num(fmt_seconds(r.get("train_seconds")), r.get("train_seconds")),
@@ -151,6 +153,8 @@ def results_table(rows: list[dict[str, Any]]) -> str:
     marks = ["best" if i == best else "" for i in range(len(rows))]
     legend = (
         "Test accuracy and loss on the held-out test set (highlighted: best accuracy). "
+        "Training-set accuracy: the final model on all training images (no dropout, no "
+        "augmentation); far above the test accuracy means overfitting. "
         "Multiply-adds: per image in one forward pass. Training time: wall clock for all epochs "
         "on this machine (mean over seeds); inference: test images classified per second."
     )

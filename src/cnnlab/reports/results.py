@@ -18,6 +18,7 @@ COLUMNS = [
     ("test_acc", "test acc"),
     ("test_acc_std", "± std"),
     ("test_loss", "test loss"),
+    ("train_set_acc", "train-set acc"),
     ("params", "params"),
     ("macs", "MACs"),
     ("train_seconds", "train s"),
@@ -63,14 +64,15 @@ def results_markdown(results: dict[str, Any]) -> str:
         f"Data: {results['dataset']} ({results['data_source']}); seeds per model: "
         f"{results['seeds']}; {wall_time(results)}.",
         "",
-        "| model | recipe | test acc | test loss | params | MACs | train s | s/epoch "
-        "| infer img/s | epochs |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| model | recipe | test acc | test loss | train-set acc | params | MACs | train s "
+        "| s/epoch | infer img/s | epochs |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results["rows"]:
+        train_set = "" if r.get("train_set_acc") is None else f"{100 * r['train_set_acc']:.2f}%"
         lines.append(
             f"| {r['model']} | {r['recipe']} | {format_acc(r)} | {r['test_loss']:.4f} "
-            f"| {r['params']:,} | {r['macs']:,} | {r['train_seconds']:.0f} "
+            f"| {train_set} | {r['params']:,} | {r['macs']:,} | {r['train_seconds']:.0f} "
             f"| {r['seconds_per_epoch']:.1f} | {r['infer_images_per_s']:,.0f} | {r['epochs']} |"
         )
     if results.get("notes"):
@@ -106,12 +108,19 @@ def notes_against_claims(
         claim = claims.get(row["model"])
         if not claim:
             continue
-        c, test, train = claim["test_acc"], row["test_acc"], row["train_acc"]
+        c, test, running = claim["test_acc"], row["test_acc"], row["train_acc"]
+        train_set = row.get("train_set_acc")
+        train = max(running, train_set or 0.0)
+        on_train = (
+            f"; the final model on the training set: {100 * train_set:.2f}%"
+            if train_set is not None
+            else ""
+        )
         text = (
             f"{row['model']}: the case study reports about {100 * c:.0f}%"
             f"{' after ' + str(claim['epochs']) + ' epochs' if claim.get('epochs') else ''}; "
             f"cnnlab measured {100 * test:.2f}% test accuracy after {row['epochs']} epochs "
-            f"(training accuracy in the last epoch {100 * train:.2f}%). "
+            f"(training accuracy: {100 * running:.2f}% running in the last epoch{on_train}). "
         )
         if abs(test - c) <= 0.01:
             text += "Consistent with the claim."
