@@ -22,7 +22,8 @@ def _results(preset, rows, notes=()):
 
 def _row(model, acc, train=0.95, std=None, seeds=(0,)):
     return {"model": model, "test_acc": acc, "test_acc_std": std, "train_acc": 0.5,
-            "train_set_acc": train, "train_seconds": 90.0, "seeds": list(seeds)}  # fmt: skip
+            "train_set_acc": train, "train_seconds": 90.0, "seeds": list(seeds),
+            "threads": 1}  # fmt: skip
 
 
 def test_block_quotes_the_results_and_judges_the_targets(summarize):
@@ -32,7 +33,7 @@ def test_block_quotes_the_results_and_judges_the_targets(summarize):
                              _row("cnn2", 0.9288)])  # fmt: skip
     text = s.block(case, best)
     resnet = next(line for line in text.splitlines() if line.startswith("| resnet20 |"))
-    assert resnet.split(" | ")[1:5] == ["99%", "93.12%", "99.01%", "1.5"]
+    assert resnet.split(" | ")[1:5] == ["99%", "93.12%", "99.01%", "1.5 (1 thread)"]
     assert "94.66% ± 0.12 (3 seeds)" in resnet and ">= 94.5%: met" in resnet
     cnn2 = next(line for line in text.splitlines() if line.startswith("| cnn2 |"))
     assert "92.88%" in cnn2 and ">= 93.0%: NOT met" in cnn2 and "not yet measured" in cnn2

@@ -55,7 +55,11 @@ def _train(row: dict[str, Any] | None) -> str:
 
 
 def _minutes(row: dict[str, Any] | None) -> str:
-    return "" if row is None else f"{row['train_seconds'] / 60:.1f}"
+    if row is None:
+        return ""
+    n = row.get("threads")
+    threads = f" ({n} thread{'s' if n != 1 else ''})" if n else ""
+    return f"{row['train_seconds'] / 60:.1f}{threads}"
 
 
 def _total_minutes(res: dict[str, Any]) -> str:
@@ -139,7 +143,7 @@ def block(
             f"- `{name}`: {res['dataset']} ({res['data_source']}), started {res['started']}, "
             f"training time summed over the models {_total_minutes(res)} min, {wall_time(res)}; "
             f"`{res['command']}`; "
-            f"{environment_line(res['env'])}. Full table and report: "
+            f"{environment_line(res['env'])} (the comparing process). Full table and report: "
             f"[results.md](benchmarks/fashion_mnist/{name}/results.md), "
             f"[report.html](benchmarks/fashion_mnist/{name}/report.html)."
         )

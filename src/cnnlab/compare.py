@@ -10,6 +10,7 @@ resumes runs that were interrupted, and writes ``results.{json,csv,md}``.
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 import statistics
 import threading
@@ -105,7 +106,10 @@ def run_compare(
     done = _run_all(work, out, jobs, log, stream)
     for _, rel, cfg, prefix in work:
         acc = _train_set_accuracy(out / rel, cfg, _prefixed(log, prefix))
-        done[rel] = {**done[rel], "train_set_acc": acc}
+        env = RunDir(out / rel).file(RunDir.ENV)
+        threads = json.loads(env.read_text(encoding="utf-8")).get("torch_threads") \
+            if env.is_file() else None  # fmt: skip
+        done[rel] = {**done[rel], "train_set_acc": acc, "threads": threads}
     rows = []
     for k, run in enumerate(plan):
         per_seed = [(rel, done[rel]) for i, rel, _, _ in work if i == k]
@@ -135,8 +139,6 @@ def _train_set_accuracy(run_dir: Path, cfg: RunConfig, log: Log) -> float:
     augmentation), cached in the run directory. The case study's claims look like training
     accuracy; the running accuracy of the last epoch (dropout on, weights still moving)
     understates it, so the comparison needs this figure."""
-    import json
-
     from cnnlab.engine.checkpoint import atomic_write_text
     from cnnlab.pipeline import run_evaluation
 
@@ -310,6 +312,8 @@ def _aggregate(run: PlannedRun, per_seed: list[tuple[str, dict[str, Any]]]) -> d
         "seconds_per_epoch": mean("seconds_per_epoch"),
         "infer_images_per_s": mean("infer_images_per_s"),
         "epochs": ms[0]["epochs"],
+        # threads of the process that trained it last (a resumed run may have had others)
+        "threads": ms[0].get("threads"),
         "precision": ms[0]["precision"],
         "runs": [rel for rel, _ in per_seed],
     }

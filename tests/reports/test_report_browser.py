@@ -67,7 +67,7 @@ def render(exe: str, page: Path, tmp_path: Path, *args: str) -> subprocess.Compl
 def test_every_picture_of_a_compare_page_decodes(chromium, compare_dir, tmp_path):
     page = build_compare_report(compare_dir)
     dom = render(chromium, page, tmp_path, "--dump-dom").stdout
-    assert '<section id="results"' in dom and '<th class="num">test accuracy</th>' in dom
+    assert '<section id="results"' in dom and '<th class="num">test acc</th>' in dom
     found = re.search(r'data-images-ok="(\d+)/(\d+)"', dom)
     assert found, "the image check did not run (no data-images-ok on <body>)"
     ok, total = map(int, found.groups())

@@ -184,7 +184,7 @@ def test_compare_report(compare_dir):
     assert f"{100 * cnn['test_acc']:.2f} ± 1.25 %" in text  # mean ± std over two seeds
     assert "compares 2 models (softmax, cnn1) on the synthetic" in text
     assert "cnnlab compare --preset tiny --seeds 2" in text
-    assert "Timing: wall time 12.5 s, started" in text
+    assert "summed over the models; wall time 12.5 s, started" in text
     assert "1 of 2 seeds" in text
     best = 0 if results["rows"][0]["test_acc"] > cnn["test_acc"] else 1
     data_rows = page.rows[1 : 1 + len(results["rows"])]  # results table rows after its header

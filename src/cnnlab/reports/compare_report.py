@@ -114,6 +114,7 @@ def compare_summary(results: dict[str, Any]) -> str:
     rows = results["rows"]
     best = best_index(rows)
     names = ", ".join(dict.fromkeys(r["model"] for r in rows))
+    total = sum(number(r.get("train_seconds")) or 0.0 for r in rows)
     winner = (
         f"The most accurate is {rows[best]['model']} with "
         f"{fmt_pct(rows[best].get('test_acc'), rows[best].get('test_acc_std'))} test accuracy. "
@@ -124,22 +125,22 @@ def compare_summary(results: dict[str, Any]) -> str:
         f"This page compares {len(rows)} model{'s' if len(rows) != 1 else ''} ({names}) on "
         f"the {results.get('dataset', '?')} image-classification data (source: "
         f"{results.get('data_source', '?')}), using the preset “{results.get('preset', '?')}”. "
-        f"{_seeds_text(rows)}{winner}Timing: {wall_time(results)}"
+        f"{_seeds_text(rows)}{winner}Training took {fmt_seconds(total)} summed over the "
+        f"models; {wall_time(results)}"
         f"{', started ' + str(results['started']) if results.get('started') else ''}."
     )
 
 
 def results_table(rows: list[dict[str, Any]]) -> str:
     best = best_index(rows)
-    head = ["model", "recipe", num("test accuracy"), num("test loss"),
-            num("training-set accuracy"), num("params"),
-            num("multiply-adds"), num("training time"), num("s / epoch"),
-            num("inference img/s"), num("epochs")]  # fmt: skip
+    head = ["model", num("test acc"), num("test loss"), num("train-set acc"),
+            num("params"), num("mult-adds"), num("training time"), num("s / epoch"),
+            num("infer img/s"), num("epochs"), num("threads")]  # fmt: skip
     body = []
     for r in rows:
         std = r.get("test_acc_std") if len(r.get("seeds") or []) > 1 else None
         body.append([
-            r["model"], r.get("recipe") or "—",
+            r["model"],
             num(fmt_pct(r.get("test_acc"), std), r.get("test_acc")),
             num(fmt_float(r.get("test_loss")), r.get("test_loss")),
             num(fmt_pct(r.get("train_set_acc")), r.get("train_set_acc")),
@@ -149,12 +150,14 @@ def results_table(rows: list[dict[str, Any]]) -> str:
             num(fmt_seconds(r.get("seconds_per_epoch")), r.get("seconds_per_epoch")),
             num(fmt_si(r.get("infer_images_per_s")), r.get("infer_images_per_s")),
             num(fmt_int(r.get("epochs"))),
+            num(fmt_int(r.get("threads"))),
         ])  # fmt: skip
     marks = ["best" if i == best else "" for i in range(len(rows))]
     legend = (
         "Test accuracy and loss on the held-out test set (highlighted: best accuracy). "
-        "Training-set accuracy: the final model on all training images (no dropout, no "
-        "augmentation); far above the test accuracy means overfitting. "
+        "Train-set accuracy: the final model on all training images (no dropout, no "
+        "augmentation); far above the test accuracy means overfitting. Threads: the torch "
+        "threads that trained the model. "
         "Multiply-adds: per image in one forward pass. Training time: wall clock for all epochs "
         "on this machine (mean over seeds); inference: test images classified per second."
     )

@@ -25,6 +25,7 @@ COLUMNS = [
     ("seconds_per_epoch", "s/epoch"),
     ("infer_images_per_s", "infer img/s"),
     ("epochs", "epochs"),
+    ("threads", "threads"),
 ]
 
 
@@ -65,15 +66,16 @@ def results_markdown(results: dict[str, Any]) -> str:
         f"{results['seeds']}; {wall_time(results)}.",
         "",
         "| model | recipe | test acc | test loss | train-set acc | params | MACs | train s "
-        "| s/epoch | infer img/s | epochs |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| s/epoch | infer img/s | epochs | threads |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results["rows"]:
         train_set = "" if r.get("train_set_acc") is None else f"{100 * r['train_set_acc']:.2f}%"
         lines.append(
             f"| {r['model']} | {r['recipe']} | {format_acc(r)} | {r['test_loss']:.4f} "
             f"| {train_set} | {r['params']:,} | {r['macs']:,} | {r['train_seconds']:.0f} "
-            f"| {r['seconds_per_epoch']:.1f} | {r['infer_images_per_s']:,.0f} | {r['epochs']} |"
+            f"| {r['seconds_per_epoch']:.1f} | {r['infer_images_per_s']:,.0f} | {r['epochs']} "
+            f"| {_plain(r.get('threads'))} |"
         )
     if results.get("notes"):
         lines += ["", "## Notes", ""] + [f"- {n}" for n in results["notes"]]
@@ -83,7 +85,11 @@ def results_markdown(results: dict[str, Any]) -> str:
     if env:
         from cnnlab.reports.environment import environment_line
 
-        lines += ["", f"Hardware/software: {environment_line(env)}"]
+        lines += [
+            "",
+            f"Hardware/software: {environment_line(env)} (the process that ran this command; "
+            "the threads column gives each model's training threads)",
+        ]
     return "\n".join(lines) + "\n"
 
 
