@@ -57,8 +57,10 @@ def _train(row: dict[str, Any] | None) -> str:
 def _minutes(row: dict[str, Any] | None) -> str:
     if row is None:
         return ""
+    from cnnlab.reports.fmt import fmt_count
+
     n = row.get("threads")
-    threads = f" ({n} thread{'s' if n != 1 else ''})" if n else ""
+    threads = f" ({fmt_count(n, 'thread')})" if n else ""
     return f"{row['train_seconds'] / 60:.1f}{threads}"
 
 

@@ -105,10 +105,9 @@ def run_compare(
     earlier = _earlier_work(out, [rel for _, rel, _, _ in work])
     done = _run_all(work, out, jobs, log, stream)
     for _, rel, cfg, prefix in work:
-        acc = _train_set_accuracy(out / rel, cfg, _prefixed(log, prefix))
-        env = RunDir(out / rel).file(RunDir.ENV)
-        threads = json.loads(env.read_text(encoding="utf-8")).get("torch_threads") \
-            if env.is_file() else None  # fmt: skip
+        rd = RunDir(out / rel)
+        acc = _train_set_accuracy(rd, cfg, _prefixed(log, prefix))
+        threads = rd.read_json(RunDir.ENV).get("torch_threads")
         done[rel] = {**done[rel], "train_set_acc": acc, "threads": threads}
     rows = []
     for k, run in enumerate(plan):
@@ -134,7 +133,7 @@ def run_compare(
     return results
 
 
-def _train_set_accuracy(run_dir: Path, cfg: RunConfig, log: Log) -> float:
+def _train_set_accuracy(rd: RunDir, cfg: RunConfig, log: Log) -> float:
     """The final model's accuracy on the whole training set, in eval mode (no dropout, no
     augmentation), cached in the run directory. The case study's claims look like training
     accuracy; the running accuracy of the last epoch (dropout on, weights still moving)
@@ -142,13 +141,12 @@ def _train_set_accuracy(run_dir: Path, cfg: RunConfig, log: Log) -> float:
     from cnnlab.engine.checkpoint import atomic_write_text
     from cnnlab.pipeline import run_evaluation
 
-    cache = run_dir / "train_eval.json"
-    if cache.is_file():
-        return float(json.loads(cache.read_text(encoding="utf-8"))["train_acc"])
+    if rd.file(RunDir.TRAIN_EVAL).is_file():
+        return float(rd.read_json(RunDir.TRAIN_EVAL)["train_acc"])
     log("evaluating the final model on the training set")
-    m = run_evaluation(run_dir, data_dir=cfg.data.data_dir, log=log, split="train")
+    m = run_evaluation(rd.path, data_dir=cfg.data.data_dir, log=log, split="train")
     saved = {k: m[k] for k in ("train_acc", "train_loss", "num_images")}
-    atomic_write_text(cache, json.dumps(saved, indent=2) + "\n")
+    atomic_write_text(rd.file(RunDir.TRAIN_EVAL), json.dumps(saved, indent=2) + "\n")
     return float(m["train_acc"])
 
 

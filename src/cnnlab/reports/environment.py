@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 import cnnlab
+from cnnlab.reports.fmt import fmt_count
 
 
 @cache
@@ -68,9 +69,8 @@ def environment_line(info: dict[str, Any]) -> str:
     dev = info.get("gpu") or info.get("device", "cpu")
     load = info.get("load_average_1min")
     busy = f", load average {load} at start" if load is not None else ""
-    threads = info["torch_threads"]
     return (
         f"{info['cpu']} ({info['cpu_count']} cores, {info['cpu_capability']}), device {dev}, "
-        f"{threads} thread{'s' if threads != 1 else ''}{busy}; Python {info['python']}, "
+        f"{fmt_count(info['torch_threads'], 'thread')}{busy}; Python {info['python']}, "
         f"torch {info['torch']}, cnnlab {info['cnnlab']}"
     )

@@ -68,6 +68,11 @@ def fmt_seconds(value: Any) -> str:
     return f"{h} h {m:02d} min"
 
 
+def fmt_count(n: int, noun: str) -> str:
+    """``1 thread``, ``2 threads``: a count with its noun, plural unless it is one."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def fmt_float(value: Any, digits: int = 4) -> str:
     """A plain number with ``digits`` decimals (losses)."""
     x = number(value)

@@ -24,6 +24,7 @@ class RunDir:
     HISTORY = "history.csv"
     METRICS = "metrics.json"
     CHECKPOINT = "checkpoint.safetensors"
+    TRAIN_EVAL = "train_eval.json"  # the final model on the training set (cnnlab compare)
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
