@@ -49,11 +49,13 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
         raise CheckpointError(f"{path}: weights do not fit the model ({first})") from None
 
 
-def build_eval_data(cfg: Any, *, device: str | torch.device = "cpu"):
-    """The validation/test loaders of a run config (same rows, same order, as in training)."""
+def build_eval_data(cfg: Any, *, device: str | torch.device = "cpu", channels_last: bool = False):
+    """The validation/test loaders of a run config (same rows, same order, as in training);
+    ``channels_last`` batches for a model prepared in that memory format."""
     from cnnlab.data.bundle import build_data
 
-    return build_data(cfg.data, seed=cfg.seed, device=torch.device(device))
+    return build_data(cfg.data, seed=cfg.seed, device=torch.device(device),
+                      channels_last=channels_last)  # fmt: skip
 
 
 def plain_train_loader(data: Any, batch_size: int | None = None):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -24,7 +24,7 @@ import torch
 import yaml
 
 from cnnlab.engine.checkpoint import atomic_write_text
-from cnnlab.engine.runtime import pick_device
+from cnnlab.engine.runtime import resolve_runtime
 from cnnlab.ensembles.combine import EnsembleError, score
 from cnnlab.ensembles.generate import EnsemblePlan, MemberPlan
 from cnnlab.ensembles.loading import build_eval_data, collect_log_probs, load_run_member
@@ -103,19 +103,23 @@ def collect_units(plan: EnsemblePlan, out: Path, log: Log):
     units: list[Unit] = []
     targets: dict[str, torch.Tensor] = {}
     for m in plan.members:
-        device = pick_device(m.config.train.device)  # the members' own device setting
-        key = yaml.safe_dump(m.config.to_dict()["data"], sort_keys=True) + str(device)
-        if key not in bundles:
-            bundles[key] = build_eval_data(m.config, device=device)
-        data = bundles[key]
         run_dir = member_dir(out, m)
         if m.snapshots:
             models, names, _ = load_snapshots(run_dir, last=m.snapshots)
             named = [(f"{m.name}/{n}", model) for n, model in zip(names, models, strict=True)]
         else:
             named = [(m.name, load_run_member(run_dir)[0])]
+        # Evaluate as the member trained: its device, and channels_last for conv nets (1.5x
+        # faster cnn2 inference on this AVX2 CPU); the thread count stays the caller's.
+        rt = resolve_runtime(replace(m.config.train, threads=None), named[0][1])
+        data_spec = yaml.safe_dump(m.config.to_dict()["data"], sort_keys=True)
+        key = f"{data_spec}{rt.device}{rt.channels_last}"
+        if key not in bundles:
+            bundles[key] = build_eval_data(m.config, device=rt.device,
+                                           channels_last=rt.channels_last)  # fmt: skip
+        data = bundles[key]
         for name, model in named:
-            units.append(_run_unit(name, m.name, model.to(device), data, plan, targets))
+            units.append(_run_unit(name, m.name, rt.prepare_model(model), data, plan, targets))
             log(f"{name}: test acc {_acc(units[-1], 'test', False, targets):.4f}")
     return units, targets
 
