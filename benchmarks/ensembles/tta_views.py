@@ -1,0 +1,66 @@
+"""Test accuracy of one trained member under each TTA view alone and in the study's presets.
+
+Why the study's TTA lines lose ~10 points: its members trained without augmentation, so flipped
+or shifted test images are new to them (every shoe in Fashion-MNIST faces left). Usage:
+
+    python benchmarks/ensembles/tta_views.py [RUN_DIR] [--threads N]
+
+RUN_DIR defaults to the study's single model; writes ``tta_views.md`` next to this file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import platform
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from cnnlab.config import load_config
+from cnnlab.engine.runtime import resolve_runtime
+from cnnlab.ensembles import TTA, preset_views
+from cnnlab.ensembles.loading import build_eval_data, collect_log_probs, load_run_member
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_RUN = HERE / "runs" / "study-N15" / "members" / "single"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("run", nargs="?", default=str(DEFAULT_RUN))
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    cfg = load_config(Path(args.run) / "config.yaml")
+    model, _ = load_run_member(args.run)
+    rt = resolve_runtime(replace(cfg.train, threads=None), model)
+    model = rt.prepare_model(model)
+    data = build_eval_data(cfg, device=rt.device, channels_last=rt.channels_last)
+    mean, std = data.normalizer.mean, data.normalizer.std
+    cases = {"identity": ["identity"], "hflip alone": ["hflip"]}
+    cases |= {f"shift {v['dy']},{v['dx']} alone": [v] for v in preset_views("shift")[1:]}
+    cases |= {f"preset {name}": preset_views(name) for name in ("flip", "shift", "flip_shift")}
+    rows = []
+    for label, views in cases.items():
+        logp, y, _ = collect_log_probs(TTA(model, views, mean=mean, std=std), data.test)
+        rows.append(f"| {label} | {100 * (logp.argmax(1) == y).double().mean().item():.2f}% |")
+    lines = [
+        "# Test accuracy of one member under each TTA view",
+        "",
+        f"Run: `{Path(args.run).resolve().relative_to(HERE.parent.parent)}`; training "
+        f"augmentation: `{cfg.data.augment or 'none'}`. {dt.date.today()}, "
+        f"{platform.processor() or 'cpu'}, "
+        f"torch {torch.__version__}. Command: `python benchmarks/ensembles/tta_views.py`.",
+        "",
+        "| views | test acc |",
+        "|---|---:|",
+        *rows,
+    ]
+    (HERE / "tta_views.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
