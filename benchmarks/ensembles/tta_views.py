@@ -12,16 +12,20 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import platform
-from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from cnnlab.config import load_config
-from cnnlab.engine.runtime import resolve_runtime
+from cnnlab.engine.checkpoint import atomic_write_text
 from cnnlab.ensembles import TTA, preset_views
-from cnnlab.ensembles.loading import build_eval_data, collect_log_probs, load_run_member
+from cnnlab.ensembles.loading import (
+    build_eval_data,
+    collect_log_probs,
+    eval_runtime,
+    load_run_member,
+)
+from cnnlab.reports.environment import environment_info, environment_line
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_RUN = HERE / "runs" / "study-N15" / "members" / "single"
@@ -35,7 +39,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     cfg = load_config(Path(args.run) / "config.yaml")
     model, _ = load_run_member(args.run)
-    rt = resolve_runtime(replace(cfg.train, threads=None), model)
+    rt = eval_runtime(cfg, model)
     model = rt.prepare_model(model)
     data = build_eval_data(cfg, device=rt.device, channels_last=rt.channels_last)
     mean, std = data.normalizer.mean, data.normalizer.std
@@ -50,15 +54,15 @@ def main() -> None:
         "# Test accuracy of one member under each TTA view",
         "",
         f"Run: `{Path(args.run).resolve().relative_to(HERE.parent.parent)}`; training "
-        f"augmentation: `{cfg.data.augment or 'none'}`. {dt.date.today()}, "
-        f"{platform.processor() or 'cpu'}, "
-        f"torch {torch.__version__}. Command: `python benchmarks/ensembles/tta_views.py`.",
+        f"augmentation: `{cfg.data.augment or 'none'}`. {dt.date.today()}; "
+        f"{environment_line(environment_info(rt.device))}. "
+        "Command: `python benchmarks/ensembles/tta_views.py`.",
         "",
         "| views | test acc |",
         "|---|---:|",
         *rows,
     ]
-    (HERE / "tta_views.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    atomic_write_text(HERE / "tta_views.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -107,7 +107,8 @@ def run_compare(
     for _, rel, cfg, prefix in work:
         rd = RunDir(out / rel)
         acc = _train_set_accuracy(rd, cfg, _prefixed(log, prefix))
-        threads = rd.read_json(RunDir.ENV).get("torch_threads")
+        has_env = rd.file(RunDir.ENV).is_file()  # runs of older cnnlab versions lack it
+        threads = rd.read_json(RunDir.ENV).get("torch_threads") if has_env else None
         done[rel] = {**done[rel], "train_set_acc": acc, "threads": threads}
     rows = []
     for k, run in enumerate(plan):

@@ -49,6 +49,16 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
         raise CheckpointError(f"{path}: weights do not fit the model ({first})") from None
 
 
+def eval_runtime(cfg: Any, model: nn.Module):
+    """The runtime a member trained with (its device; channels_last for conv nets, 1.5x faster
+    cnn2 inference on an AVX2 CPU), leaving the caller's thread count alone."""
+    from dataclasses import replace
+
+    from cnnlab.engine.runtime import resolve_runtime
+
+    return resolve_runtime(replace(cfg.train, threads=None), model)
+
+
 def build_eval_data(cfg: Any, *, device: str | torch.device = "cpu", channels_last: bool = False):
     """The validation/test loaders of a run config (same rows, same order, as in training);
     ``channels_last`` batches for a model prepared in that memory format."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -24,10 +24,14 @@ import torch
 import yaml
 
 from cnnlab.engine.checkpoint import atomic_write_text
-from cnnlab.engine.runtime import resolve_runtime
 from cnnlab.ensembles.combine import EnsembleError, score
 from cnnlab.ensembles.generate import EnsemblePlan, MemberPlan
-from cnnlab.ensembles.loading import build_eval_data, collect_log_probs, load_run_member
+from cnnlab.ensembles.loading import (
+    build_eval_data,
+    collect_log_probs,
+    eval_runtime,
+    load_run_member,
+)
 from cnnlab.ensembles.snapshots import SnapshotSaver, list_snapshots, load_snapshots
 from cnnlab.ensembles.stacking import Stacker
 from cnnlab.ensembles.tta import TTA
@@ -109,9 +113,7 @@ def collect_units(plan: EnsemblePlan, out: Path, log: Log):
             named = [(f"{m.name}/{n}", model) for n, model in zip(names, models, strict=True)]
         else:
             named = [(m.name, load_run_member(run_dir)[0])]
-        # Evaluate as the member trained: its device, and channels_last for conv nets (1.5x
-        # faster cnn2 inference on this AVX2 CPU); the thread count stays the caller's.
-        rt = resolve_runtime(replace(m.config.train, threads=None), named[0][1])
+        rt = eval_runtime(m.config, named[0][1])  # evaluate as the member trained
         data_spec = yaml.safe_dump(m.config.to_dict()["data"], sort_keys=True)
         key = f"{data_spec}{rt.device}{rt.channels_last}"
         if key not in bundles:
