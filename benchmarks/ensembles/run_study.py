@@ -2,9 +2,12 @@
 
 Usage (from the repository root; hours on a 2-core CPU with the defaults):
 
-    python benchmarks/ensembles/run_study.py --data-dir ../shared/data --budget-epochs 15
+    python benchmarks/ensembles/run_study.py --data-dir ../shared/data --budget-epochs 15 \
+        --augment crop_flip --jobs 2
 
-Arms, all with SGD (momentum 0.9, eta0 = --lr) on the same 90/10 train/validation split:
+Arms, all with SGD (momentum 0.9, eta0 = --lr) on the same 90/10 train/validation split and
+the same training augmentation (``--augment crop_flip``: 2-pixel padded random crops and
+horizontal flips, the transformations the TTA views undo; ``none`` for no augmentation):
 
 - single: one model trained for the whole budget (N epochs, cosine annealing);
 - seed ensemble: K models (different seeds), N // K epochs each: the same total budget;
@@ -19,6 +22,9 @@ uses (``OUT/study.yaml``, runnable with ``cnnlab ensemble --config``), trains in
 (finished runs are reused when restarted), and writes ``OUT/results.{json,md}`` plus a summary
 ``OUT/study.md`` (copied to ``benchmarks/ensembles/results.md`` unless ``--smoke``, with
 ``OUT/results.{md,json}`` as ``members.{md,json}``).
+With ``--augment none`` those copies are named ``results_noaug.md`` and ``members_noaug.*``.
+``--jobs J`` trains J members at a time in worker processes (one thread each by default) before
+the combination step, which then reuses them; the results are the same as sequential training.
 ``--smoke`` runs the same pipeline on tiny synthetic data in seconds.
 """
 
@@ -36,6 +42,12 @@ from typing import Any
 import yaml
 
 HERE = Path(__file__).resolve().parent
+# Training augmentations: crop_flip teaches the invariances the flip_shift TTA views rely on
+# (a 2-pixel padded crop is a shift by up to 2 pixels, like the TTA shifts).
+AUGMENT: dict[str, list[Any]] = {
+    "none": [],
+    "crop_flip": [{"name": "random_crop", "padding": 2}, "hflip"],
+}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -49,6 +61,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=0.1, help="eta0 (handbook: 0.1 or 0.2)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--tta", default="flip_shift", help="TTA preset: flip, shift, flip_shift, none")
+    p.add_argument(
+        "--augment",
+        choices=sorted(AUGMENT),
+        default="crop_flip",
+        help="training augmentation of every member (default crop_flip)",
+    )
+    p.add_argument("--jobs", type=int, default=1, help="members trained at a time")
     p.add_argument("--out", help="output directory (default benchmarks/ensembles/runs/...)")
     p.add_argument("--threads", type=int, help="torch intra-op threads")
     p.add_argument("--smoke", action="store_true", help="tiny synthetic data, seconds")
@@ -64,6 +83,8 @@ def study_config(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit(f"--keep {args.keep} must be in [1, --cycles {args.cycles}]")
     params = {"norm": "bn"} if args.model in ("cnn1", "cnn2") else {}
     data: dict[str, Any] = {"batch_size": args.batch_size, "val_split": 0.1}
+    if AUGMENT[args.augment]:
+        data["augment"] = AUGMENT[args.augment]
     if args.smoke:
         tiny = {"train_size": 320, "test_size": 80, "image_size": 12, "num_classes": 4}
         data |= {"dataset": "synthetic", "batch_size": 32, "params": tiny}
@@ -87,7 +108,7 @@ def study_config(args: argparse.Namespace) -> dict[str, Any]:
         "name": "fmnist-ensemble-study" if not args.smoke else "smoke-ensemble-study",
         "description": f"single model ({n} epochs) vs {k}-seed ensemble ({n // k} epochs each) "
         f"vs snapshot ensemble (last {args.keep} of {args.cycles} cycles in {n} epochs), "
-        f"{args.model}, SGD eta0={args.lr}",
+        f"{args.model}, SGD eta0={args.lr}, training augmentation: {args.augment}",
         "base": base,
         "members": members,
         "groups": {"single": ["single"], "seeds": ["seed"], "snapshots": ["snap"]},
@@ -168,6 +189,42 @@ def summary(results: dict[str, Any], commands: list[str]) -> str:
     return "\n".join(lines)
 
 
+def pretrain(tree: dict[str, Any], args: argparse.Namespace, out: Path, log) -> None:
+    """Train the members ``args.jobs`` at a time, each in a fresh process with
+    ``args.threads`` (default 1) threads, exactly as ``run_ensemble`` would train them one after
+    another (same configs, same run directories, snapshot saving), so it then reuses them."""
+    import multiprocessing as mp
+
+    from cnnlab.ensembles.generate import build_plan
+
+    names = [m.name for m in build_plan(tree, data_dir=args.data_dir).members]
+    tasks = [(tree, args.data_dir, str(out), name, args.threads or 1) for name in names]
+    log(f"training {len(names)} members, {args.jobs} at a time")
+    with mp.get_context("spawn").Pool(args.jobs, maxtasksperchild=1) as pool:
+        for name in pool.imap_unordered(_train_member, tasks, chunksize=1):
+            log(f"member {name} trained")
+
+
+def _train_member(task: tuple[dict[str, Any], str | None, str, str, int]) -> str:
+    """Worker: train (or reuse, or resume) one member of the study's plan."""
+    import torch
+
+    from cnnlab.ensembles.generate import build_plan
+    from cnnlab.ensembles.snapshots import SnapshotSaver
+    from cnnlab.ensembles.workflow import member_dir, train_or_reuse
+
+    tree, data_dir, out, name, threads = task
+    torch.set_num_threads(threads)
+    member = next(m for m in build_plan(tree, data_dir=data_dir).members if m.name == name)
+    run_dir = member_dir(Path(out), member)
+    cbs = []
+    if member.snapshots:
+        cbs = [SnapshotSaver.from_config(member.config, run_dir, per_epoch=member.per_epoch)]
+    train_or_reuse(member.config, run_dir, callbacks=cbs, log=lambda msg: None,
+                   prefix=f"{name}: ")  # fmt: skip
+    return name
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
@@ -179,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     tree = study_config(args)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    default = f"smoke-{stamp}" if args.smoke else f"study-N{args.budget_epochs}"
+    tag = "" if args.augment == "none" else f"-{args.augment}"
+    default = f"smoke-{stamp}" if args.smoke else f"study-N{args.budget_epochs}{tag}"
     out = Path(args.out) if args.out else HERE / "runs" / default
     out.mkdir(parents=True, exist_ok=True)
     (out / "study.yaml").write_text(yaml.safe_dump(tree, sort_keys=False), encoding="utf-8")
@@ -191,14 +249,17 @@ def main(argv: list[str] | None = None) -> int:
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
+    if args.jobs > 1:
+        pretrain(tree, args, out, log)
     results = run_ensemble(plan, out, command=command, log=log, stream=sys.stderr)
     text = summary(results, [command, f"(equivalently) {cli}"])
     (out / "study.md").write_text(text, encoding="utf-8")
     (out / "study.json").write_text(json.dumps({"args": vars(args)}, indent=2), encoding="utf-8")
     if not args.smoke:
-        shutil.copyfile(out / "study.md", HERE / "results.md")
-        shutil.copyfile(out / "results.md", HERE / "members.md")
-        shutil.copyfile(out / "results.json", HERE / "members.json")
+        suffix = "_noaug" if args.augment == "none" else ""
+        shutil.copyfile(out / "study.md", HERE / f"results{suffix}.md")
+        shutil.copyfile(out / "results.md", HERE / f"members{suffix}.md")
+        shutil.copyfile(out / "results.json", HERE / f"members{suffix}.json")
     print(text)
     return 0
 

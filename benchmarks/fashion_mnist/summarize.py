@@ -27,8 +27,13 @@ END = "<!-- fashion-mnist-results:end -->"
 # The `best` preset's test-accuracy targets (issue "The case study as one command").
 TARGETS = {"softmax": 0.84, "cnn2": 0.93, "lenet5": 0.91, "vgg_small": 0.94, "resnet20": 0.945}
 # Time-budget targets: a directory of one `cnnlab train` run's files -> (test acc, minutes of
-# training). cnn2: the foundation issue; vgg_small: the case-study issue's ">= 95% in 60 min".
-BUDGETS = {"cnn2_3min": (0.93, 3.0), "vgg_small_60min": (0.95, 60.0)}
+# training). cnn2: the foundation issue; vgg_small: the case-study issue's ">= 95% in 60 min"
+# (attempt1/: the first recipe tried, kept so the table shows every attempt, not the best one).
+BUDGETS = {
+    "cnn2_3min": (0.93, 3.0),
+    "vgg_small_60min/attempt1": (0.95, 60.0),
+    "vgg_small_60min": (0.95, 60.0),
+}
 
 
 def load(preset: str) -> dict[str, Any] | None:
@@ -78,32 +83,47 @@ def _target(model: str, row: dict[str, Any] | None) -> str:
 
 
 def load_budget(name: str) -> dict[str, Any] | None:
-    """metrics.json and env.json of a time-budget run, or None while it is not measured."""
-    metrics, env = HERE / name / "metrics.json", HERE / name / "env.json"
+    """metrics.json and env.json of a time-budget run, or None while it is not measured; with
+    ``tta``: its ``cnnlab eval --tta flip --json`` result (tta_flip.json) when there is one."""
+    metrics, env, tta = (HERE / name / f for f in ("metrics.json", "env.json", "tta_flip.json"))
     if not metrics.is_file():
         return None
     run = json.loads(metrics.read_text(encoding="utf-8"))
-    return run | {"env": json.loads(env.read_text(encoding="utf-8")) if env.is_file() else {}}
+    run["env"] = json.loads(env.read_text(encoding="utf-8")) if env.is_file() else {}
+    if tta.is_file():
+        run["tta"] = json.loads(tta.read_text(encoding="utf-8"))
+    return run
 
 
 def budget_lines(runs: dict[str, dict[str, Any] | None]) -> list[str]:
-    """The time-budget table: one recipe trained alone, judged on accuracy and training time."""
+    """The time-budget table: one recipe trained alone, judged on accuracy and training time.
+
+    The verdict is on the plain (single-view) test accuracy; a flip-TTA evaluation of the same
+    weights (handbook §13.1.1, no extra training) gets its own column and is named in the
+    result when it alone reaches the target."""
     lines = [
-        "| budget run | target | test acc | training min | epochs | threads | result |",
-        "|---|---|---:|---:|---:|---:|---|",
+        "| budget run | target | test acc | with flip TTA | training min | epochs | threads "
+        "| result |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
     ]
     for name, (acc, minutes) in BUDGETS.items():
         run = runs.get(name)
         target = f">= {100 * acc:.0f}% in <= {minutes:.0f} min"
         link = f"[{name}](benchmarks/fashion_mnist/{name}/)"
         if run is None:
-            lines.append(f"| {link} | {target} | not yet measured | | | | |")
+            lines.append(f"| {link} | {target} | not yet measured | | | | | |")
             continue
         took = run["train_seconds"] / 60
-        met = run["test_acc"] >= acc and took <= minutes
+        in_time = took <= minutes
+        result = "met" if run["test_acc"] >= acc and in_time else "NOT met"
+        tta = run.get("tta")
+        if tta is not None and result != "met" and in_time and tta["test_acc"] >= acc:
+            result = "NOT met by the single view; met with flip TTA"
+        with_tta = f"{100 * tta['test_acc']:.2f}%" if tta else ""
         lines.append(
-            f"| {link} | {target} | {100 * run['test_acc']:.2f}% | {took:.1f} | {run['epochs']} "
-            f"| {run['env'].get('torch_threads', '?')} | {'met' if met else 'NOT met'} |"
+            f"| {link} | {target} | {100 * run['test_acc']:.2f}% "
+            f"| {with_tta} | {took:.1f} | {run['epochs']} "
+            f"| {run['env'].get('torch_threads', '?')} | {result} |"
         )
     return lines
 

@@ -181,13 +181,19 @@ def run_evaluation(
     log: Log = print,
     batch_size: int = 1000,
     split: str = "test",
+    tta: str | None = None,
 ) -> dict[str, Any]:
     """Rebuild the model of a saved run, load its weights, evaluate on its test set.
 
     ``split="train"`` evaluates on the data set's whole training set instead (in eval mode: no
     dropout, batch-norm running statistics, no augmentation), for comparing with claims that
     were most likely training accuracy (case-study issue). The keys are then ``train_acc`` and
-    ``train_loss`` (``test_acc``/``test_loss`` otherwise)."""
+    ``train_loss`` (``test_acc``/``test_loss`` otherwise).
+
+    ``tta`` names a test-time augmentation preset (``flip``, ``shift``, ``flip_shift``; handbook
+    §13.1.1, ``cnnlab.ensembles.tta``): the model's class probabilities are averaged over those
+    views of each image. It only helps a model that trained with the same transformations
+    (a model never shown mirrored shoes scores far lower on them: benchmarks/ensembles)."""
     from cnnlab.config import TrainConfig
 
     if split not in ("test", "train"):
@@ -198,6 +204,10 @@ def run_evaluation(
     ckpt.load_model(model)
     runtime = resolve_runtime(TrainConfig(), model)
     model = runtime.prepare_model(model)
+    if tta is not None:
+        from cnnlab.ensembles.tta import TTA
+
+        model = TTA(model, tta)
     if data_dir is None and dmeta.get("data_dir") and Path(dmeta["data_dir"]).is_dir():
         data_dir = dmeta["data_dir"]  # where the run found its data, if still there
     dataset = load_dataset(dmeta["dataset"], data_dir, **dmeta.get("params", {}))
@@ -230,6 +240,7 @@ def run_evaluation(
         "dataset": dmeta["dataset"],
         "data_source": dataset.source,
         "split": split,
+        "tta": tta,
         f"{split}_acc": res.accuracy,
         f"{split}_loss": res.loss,
         "num_images": int(labels.numel()),

@@ -128,3 +128,36 @@ def test_eval_on_the_training_set_matches_a_hand_evaluation(tmp_path, capsys):
     expected = (logits.argmax(1) == data.train_labels).float().mean().item()
     assert got["train_acc"] == pytest.approx(expected, abs=1e-6)
     assert "test_acc" not in got
+
+
+def test_eval_with_flip_tta_matches_averaging_an_image_and_its_mirror(tmp_path, capsys):
+    import torch
+
+    from cnnlab.cli.train_cmd import TTA_PRESETS
+    from cnnlab.data.datasets import load_dataset
+    from cnnlab.engine.checkpoint import load_checkpoint
+    from cnnlab.ensembles.tta import PRESETS
+    from cnnlab.pipeline import build_model_from_spec
+
+    assert TTA_PRESETS == PRESETS  # the CLI's copy, kept so it starts without torch
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "--out", str(run)]) == 0
+    assert main(["eval", str(run), "--tta", "flip", "--json"]) == 0
+    out = capsys.readouterr().out
+    got = _last_json(out)
+    assert "with flip test-time augmentation" in out and got["tta"] == "flip"
+    # independently: mean of the softmax of the test images and of their mirror images
+    ckpt = load_checkpoint(run)
+    model = build_model_from_spec(ckpt.meta["model"])
+    ckpt.load_model(model)
+    dmeta = ckpt.meta["data"]
+    data = load_dataset(dmeta["dataset"], None, **dmeta.get("params", {}))
+    mean = torch.tensor(dmeta["mean"]).view(1, -1, 1, 1)
+    std = torch.tensor(dmeta["std"]).view(1, -1, 1, 1)
+    x = (data.test_images.float() / 255 - mean) / std
+    with torch.no_grad():
+        probs = (model.eval()(x).softmax(1) + model(x.flip(3)).softmax(1)) / 2
+    expected_acc = (probs.argmax(1) == data.test_labels).float().mean().item()
+    expected_loss = torch.nn.functional.nll_loss(probs.log(), data.test_labels).item()
+    assert got["test_acc"] == pytest.approx(expected_acc, abs=1e-6)
+    assert got["test_loss"] == pytest.approx(expected_loss, rel=1e-4)

@@ -57,7 +57,11 @@ def test_cli_end_to_end_writes_results_and_reuses_members(tmp_path, capsys):
     assert (out / "members" / "a-s0" / "metrics.json").is_file()
     md = (out / "results.md").read_text()
     assert "| a-s1 |" in md and "| all | majority |" in md
-    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    # flip TTA for members that never trained with flips: said in the log and the results
+    assert len(results["warnings"]) == 2 and "'a-s0' trained without hflip" in md
+    captured = capsys.readouterr()
+    assert "warning: member 'a-s1' trained without hflip" in captured.err
+    last = json.loads(captured.out.strip().splitlines()[-1])
     assert len(last["rows"]) == len(RULES) * 2
     # the Ensemble module through evaluate() agrees with the cached-output combination
     ens = Ensemble.from_runs([out / "members" / "a-s0", out / "members" / "a-s1"])

@@ -82,3 +82,17 @@ def test_augment_view_is_a_fixed_random_view():
                       "seed": 3})  # fmt: skip
     x, _ = data()[0]
     assert torch.equal(view(x), view(x)) and not torch.equal(view(x), x)
+
+
+def test_untaught_views_names_the_transformations_training_never_showed():
+    from cnnlab.ensembles.tta import untaught_views
+
+    flip_shift = preset_views("flip_shift")
+    assert untaught_views(flip_shift, []) == ["hflip", "shift"]
+    assert untaught_views(flip_shift, ["hflip"]) == ["shift"]
+    crop_flip = [{"name": "random_crop", "padding": 2}, {"name": "hflip", "p": 0.5}]
+    assert untaught_views(flip_shift, crop_flip) == []
+    assert untaught_views(preset_views("shift"), [{"name": "translate", "max_pixels": 2}]) == []
+    assert untaught_views(["identity", "vflip"], ["hflip"]) == ["vflip"]
+    # views whose transformation is not known are not judged
+    assert untaught_views([lambda x: x, {"name": "augment", "pipeline": ["rotate"]}], []) == []

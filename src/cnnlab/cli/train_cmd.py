@@ -15,6 +15,9 @@ from cnnlab.cli.common import (
 )
 from cnnlab.cli.errors import UsageError
 
+# cnnlab.ensembles.tta.PRESETS, spelled out so the CLI starts without importing torch
+TTA_PRESETS = ("flip", "shift", "flip_shift")
+
 _SHORTCUTS = {
     "model": "model.name",
     "dataset": "data.dataset",
@@ -127,6 +130,11 @@ def register_eval(sub) -> None:
         "--split", choices=("test", "train"), default="test",
         help="evaluate on the test set (default) or the whole training set",
     )  # fmt: skip
+    p.add_argument(
+        "--tta", choices=TTA_PRESETS, metavar="PRESET",
+        help="test-time augmentation: average the predictions over the views of a preset "
+        f"({', '.join(TTA_PRESETS)}); useful when the model trained with those transformations",
+    )  # fmt: skip
     p.add_argument("--json", action="store_true", help="print metrics as JSON (last line)")
     p.set_defaults(func=cmd_eval)
 
@@ -135,9 +143,12 @@ def cmd_eval(args) -> int:
     from cnnlab.pipeline import run_evaluation
 
     split = args.split
-    metrics = run_evaluation(args.checkpoint, data_dir=args.data_dir, log=log, split=split)
+    metrics = run_evaluation(
+        args.checkpoint, data_dir=args.data_dir, log=log, split=split, tta=args.tta
+    )
+    views = f" with {args.tta} test-time augmentation" if args.tta else ""
     print(
-        f"{metrics['model']} on {metrics['dataset']} ({metrics['data_source']}), "
+        f"{metrics['model']}{views} on {metrics['dataset']} ({metrics['data_source']}), "
         f"{metrics['num_images']:,} {split} images: {split} acc {metrics[f'{split}_acc']:.4f}, "
         f"loss {metrics[f'{split}_loss']:.4f}, {metrics['params']:,} params, "
         f"{metrics['infer_images_per_s']:,.0f} img/s inference"

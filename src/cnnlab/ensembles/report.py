@@ -74,6 +74,8 @@ def results_markdown(results: dict[str, Any]) -> str:
         )
     if results.get("tta_views"):
         lines += ["", "TTA views: " + ", ".join(str(v) for v in results["tta_views"])]
+    for warning in results.get("warnings", ()):
+        lines += ["", f"Warning: {warning}."]
     if results.get("command"):
         lines += ["", f"Command: `{results['command']}`"]
     return "\n".join(lines) + "\n"

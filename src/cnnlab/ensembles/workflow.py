@@ -34,7 +34,7 @@ from cnnlab.ensembles.loading import (
 )
 from cnnlab.ensembles.snapshots import SnapshotSaver, list_snapshots, load_snapshots
 from cnnlab.ensembles.stacking import Stacker
-from cnnlab.ensembles.tta import TTA
+from cnnlab.ensembles.tta import TTA, untaught_views
 from cnnlab.ensembles.weights import fit_weights, member_accuracies, weights_from_accuracy
 
 Log = Callable[[str], None]
@@ -126,6 +126,23 @@ def collect_units(plan: EnsemblePlan, out: Path, log: Log):
     return units, targets
 
 
+def tta_warnings(plan: EnsemblePlan) -> list[str]:
+    """One line per member whose training augmentation lacks a TTA view's transformation."""
+    if not plan.combine.tta:
+        return []
+    lines = []
+    for m in plan.members:
+        missing = untaught_views(plan.combine.tta, m.config.data.augment)
+        if missing:
+            lines.append(
+                f"member {m.name!r} trained without {' or '.join(missing)} augmentation, but "
+                f"the TTA views apply {', '.join(missing)}: it sees test images unlike its "
+                "training images and TTA will likely lower its accuracy (handbook §13.1.1 "
+                "takes the views from the training augmentation)"
+            )
+    return lines
+
+
 def _run_unit(name: str, run: str, model, data, plan: EnsemblePlan, targets) -> Unit:
     views = plan.combine.tta
     mean, std = data.normalizer.mean, data.normalizer.std
@@ -208,6 +225,9 @@ def run_ensemble(plan: EnsemblePlan, out: str | Path, *, command: str = "", log:
     start, started = time.perf_counter(), time.strftime("%Y-%m-%dT%H:%M:%S")
     atomic_write_text(out / "ensemble.yaml", yaml.safe_dump(plan.source, sort_keys=False))
     metrics = train_members(plan, out, log, stream)
+    warnings = tta_warnings(plan)
+    for warning in warnings:
+        log(f"warning: {warning}")
     units, targets = collect_units(plan, out, log)
     members = [_member_row(u, targets, metrics, out, plan) for u in units]
     rows = combine_groups(plan, units, targets, metrics)
@@ -218,7 +238,7 @@ def run_ensemble(plan: EnsemblePlan, out: str | Path, *, command: str = "", log:
         "num_val": int(targets["val"].numel()) if "val" in targets else 0,
         "num_test": int(targets["test"].numel()),
         "tta_views": [repr(v) if callable(v) else v for v in plan.combine.tta or ()],
-        "groups": plan.groups, "members": members, "rows": rows,
+        "groups": plan.groups, "members": members, "rows": rows, "warnings": warnings,
         "total_train_seconds": sum(float(m.get("train_seconds") or 0) for m in metrics.values()),
         "env": environment_info(), "started": started,
         "wall_seconds": time.perf_counter() - start,
