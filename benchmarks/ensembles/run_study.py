@@ -183,8 +183,9 @@ def summary(results: dict[str, Any], commands: list[str]) -> str:
             f"| {note} |"
         )
     lines += ["", verdict(rows, results["num_test"])]
-    lines += ["", "Every member and every rule: [members.md](members.md) (`cnnlab ensemble`'s own "
-              "results.md; also members.json).", "",
+    members = f"members{results.get('suffix', '')}"
+    lines += ["", f"Every member and every rule: [{members}.md]({members}.md) (`cnnlab "
+              f"ensemble`'s own results.md; also {members}.json).", "",
               "Commands:", "", *[f"    {c}" for c in commands], ""]  # fmt: skip
     return "\n".join(lines)
 
@@ -252,11 +253,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.jobs > 1:
         pretrain(tree, args, out, log)
     results = run_ensemble(plan, out, command=command, log=log, stream=sys.stderr)
+    results["suffix"] = "_noaug" if args.augment == "none" else ""
     text = summary(results, [command, f"(equivalently) {cli}"])
     (out / "study.md").write_text(text, encoding="utf-8")
     (out / "study.json").write_text(json.dumps({"args": vars(args)}, indent=2), encoding="utf-8")
     if not args.smoke:
-        suffix = "_noaug" if args.augment == "none" else ""
+        suffix = results["suffix"]
         shutil.copyfile(out / "study.md", HERE / f"results{suffix}.md")
         shutil.copyfile(out / "results.md", HERE / f"members{suffix}.md")
         shutil.copyfile(out / "results.json", HERE / f"members{suffix}.json")
