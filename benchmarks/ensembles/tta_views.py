@@ -3,15 +3,20 @@
 Why the study's TTA lines lose ~10 points: its members trained without augmentation, so flipped
 or shifted test images are new to them (every shoe in Fashion-MNIST faces left). Usage:
 
-    python benchmarks/ensembles/tta_views.py [RUN_DIR] [--threads N]
+    python benchmarks/ensembles/tta_views.py [RUN_DIR] [--threads N] [--out FILE]
 
-RUN_DIR defaults to the study's single model; writes ``tta_views.md`` next to this file.
+RUN_DIR defaults to the first (unaugmented) study's single model; writes ``--out`` (default
+``tta_views.md`` next to this file). The augmented rerun's single model:
+``tta_views.py benchmarks/ensembles/runs/study-N15-crop_flip/members/single --out
+benchmarks/ensembles/tta_views_crop_flip.md``.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import shlex
+import sys
 from pathlib import Path
 
 import torch
@@ -35,6 +40,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run", nargs="?", default=str(DEFAULT_RUN))
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", default=str(HERE / "tta_views.md"))
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     cfg = load_config(Path(args.run) / "config.yaml")
@@ -46,6 +52,7 @@ def main() -> None:
     cases = {"identity": ["identity"], "hflip alone": ["hflip"]}
     cases |= {f"shift {v['dy']},{v['dx']} alone": [v] for v in preset_views("shift")[1:]}
     cases |= {f"preset {name}": preset_views(name) for name in ("flip", "shift", "flip_shift")}
+    command = shlex.join(["python", "benchmarks/ensembles/tta_views.py", *sys.argv[1:]])
     rows = []
     for label, views in cases.items():
         logp, y, _ = collect_log_probs(TTA(model, views, mean=mean, std=std), data.test)
@@ -56,13 +63,13 @@ def main() -> None:
         f"Run: `{Path(args.run).resolve().relative_to(HERE.parent.parent)}`; training "
         f"augmentation: `{cfg.data.augment or 'none'}`. {dt.date.today()}; "
         f"{environment_line(environment_info(rt.device))}. "
-        "Command: `python benchmarks/ensembles/tta_views.py`.",
+        f"Command: `{command}`.",
         "",
         "| views | test acc |",
         "|---|---:|",
         *rows,
     ]
-    atomic_write_text(HERE / "tta_views.md", "\n".join(lines) + "\n")
+    atomic_write_text(Path(args.out), "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
