@@ -18,7 +18,6 @@ import statistics
 import subprocess
 import sys
 import time
-from itertools import pairwise
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -29,7 +28,7 @@ def time_steps(model: str, data_dir: str, compiled: bool, warmup: int, steps: in
     import torch
 
     from cnnlab.config import build_config, read_yaml
-    from cnnlab.engine.callbacks import Callback
+    from cnnlab.engine.callbacks import StepClock
     from cnnlab.pipeline import build_model_from_spec, load_run_dataset, model_spec, train_model
     from cnnlab.recipes import load_preset
 
@@ -40,20 +39,10 @@ def time_steps(model: str, data_dir: str, compiled: bool, warmup: int, steps: in
     if compiled:  # what the trainer does with train.compile=true (cnnlab.run.Run.train_model)
         net = torch.compile(net)
 
-    class Clock(Callback):
-        def __init__(self) -> None:
-            self.marks: list[float] = []
-
-        def on_step_end(self, trainer, state) -> None:
-            self.marks.append(time.perf_counter())
-            if state.step >= warmup + steps:
-                state.should_stop = True
-
-    clock = Clock()
+    clock = StepClock(stop_after=warmup + steps)
     start = time.perf_counter()
     train_model(net, cfg, epochs=1, log=lambda _: None, callbacks=[clock])
-    timed = clock.marks[warmup - 1 :]
-    return {"warmup_s": timed[0] - start, "step_s": [b - a for a, b in pairwise(timed)]}
+    return {"warmup_s": clock.marks[warmup - 1] - start, "step_s": clock.step_seconds(warmup)}
 
 
 def main() -> None:

@@ -102,12 +102,27 @@ def test_python_dash_m_entry_point():
     assert out.stdout.startswith("cnnlab ")
 
 
-def test_eval_on_the_training_set_matches_a_hand_evaluation(tmp_path, capsys):
+def _saved_run_by_hand(run):
+    """The run's saved model (eval mode), its data set and its normalisation, rebuilt from the
+    checkpoint without cnnlab's evaluation code."""
     import torch
 
     from cnnlab.data.datasets import load_dataset
     from cnnlab.engine.checkpoint import load_checkpoint
     from cnnlab.pipeline import build_model_from_spec
+
+    ckpt = load_checkpoint(run)
+    model = build_model_from_spec(ckpt.meta["model"])
+    ckpt.load_model(model)
+    dmeta = ckpt.meta["data"]
+    data = load_dataset(dmeta["dataset"], None, **dmeta.get("params", {}))
+    mean = torch.tensor(dmeta["mean"]).view(1, -1, 1, 1)
+    std = torch.tensor(dmeta["std"]).view(1, -1, 1, 1)
+    return model.eval(), data, lambda images: (images.float() / 255 - mean) / std
+
+
+def test_eval_on_the_training_set_matches_a_hand_evaluation(tmp_path, capsys):
+    import torch
 
     run = tmp_path / "run"
     assert main(["train", *TINY, "--out", str(run)]) == 0
@@ -116,15 +131,9 @@ def test_eval_on_the_training_set_matches_a_hand_evaluation(tmp_path, capsys):
     got = _last_json(out)
     assert "128 train images: train acc" in out and got["num_images"] == 128
     # independently: the saved weights, the training images normalised by hand, argmax
-    ckpt = load_checkpoint(run)
-    model = build_model_from_spec(ckpt.meta["model"])
-    ckpt.load_model(model)
-    dmeta = ckpt.meta["data"]
-    data = load_dataset(dmeta["dataset"], None, **dmeta.get("params", {}))
-    mean = torch.tensor(dmeta["mean"]).view(1, -1, 1, 1)
-    std = torch.tensor(dmeta["std"]).view(1, -1, 1, 1)
+    model, data, normalise = _saved_run_by_hand(run)
     with torch.no_grad():
-        logits = model.eval()((data.train_images.float() / 255 - mean) / std)
+        logits = model(normalise(data.train_images))
     expected = (logits.argmax(1) == data.train_labels).float().mean().item()
     assert got["train_acc"] == pytest.approx(expected, abs=1e-6)
     assert "test_acc" not in got
@@ -134,10 +143,7 @@ def test_eval_with_flip_tta_matches_averaging_an_image_and_its_mirror(tmp_path, 
     import torch
 
     from cnnlab.cli.train_cmd import TTA_PRESETS
-    from cnnlab.data.datasets import load_dataset
-    from cnnlab.engine.checkpoint import load_checkpoint
     from cnnlab.ensembles.tta import PRESETS
-    from cnnlab.pipeline import build_model_from_spec
 
     assert TTA_PRESETS == PRESETS  # the CLI's copy, kept so it starts without torch
     run = tmp_path / "run"
@@ -147,16 +153,10 @@ def test_eval_with_flip_tta_matches_averaging_an_image_and_its_mirror(tmp_path, 
     got = _last_json(out)
     assert "with flip test-time augmentation" in out and got["tta"] == "flip"
     # independently: mean of the softmax of the test images and of their mirror images
-    ckpt = load_checkpoint(run)
-    model = build_model_from_spec(ckpt.meta["model"])
-    ckpt.load_model(model)
-    dmeta = ckpt.meta["data"]
-    data = load_dataset(dmeta["dataset"], None, **dmeta.get("params", {}))
-    mean = torch.tensor(dmeta["mean"]).view(1, -1, 1, 1)
-    std = torch.tensor(dmeta["std"]).view(1, -1, 1, 1)
-    x = (data.test_images.float() / 255 - mean) / std
+    model, data, normalise = _saved_run_by_hand(run)
+    x = normalise(data.test_images)
     with torch.no_grad():
-        probs = (model.eval()(x).softmax(1) + model(x.flip(3)).softmax(1)) / 2
+        probs = (model(x).softmax(1) + model(x.flip(3)).softmax(1)) / 2
     expected_acc = (probs.argmax(1) == data.test_labels).float().mean().item()
     expected_loss = torch.nn.functional.nll_loss(probs.log(), data.test_labels).item()
     assert got["test_acc"] == pytest.approx(expected_acc, abs=1e-6)

@@ -18,7 +18,6 @@ import statistics
 import subprocess
 import sys
 import time
-from itertools import pairwise
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -27,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 def time_steps(batch: int, data_dir: str, warmup: int, steps: int) -> list[float]:
     """In this process: the seconds of each timed step at this batch size."""
     from cnnlab.config import build_config, read_yaml
-    from cnnlab.engine.callbacks import Callback
+    from cnnlab.engine.callbacks import StepClock
     from cnnlab.pipeline import build_model_from_spec, load_run_dataset, model_spec, train_model
 
     tree = read_yaml(HERE / "recipe.yaml")
@@ -37,19 +36,9 @@ def time_steps(batch: int, data_dir: str, warmup: int, steps: int) -> list[float
     dataset = load_run_dataset(cfg, log=lambda _: None)
     net = build_model_from_spec(model_spec(cfg, dataset))
 
-    class Clock(Callback):
-        def __init__(self) -> None:
-            self.marks: list[float] = []
-
-        def on_step_end(self, trainer, state) -> None:
-            self.marks.append(time.perf_counter())
-            if state.step >= warmup + steps:
-                state.should_stop = True
-
-    clock = Clock()
+    clock = StepClock(stop_after=warmup + steps)
     train_model(net, cfg, epochs=1, log=lambda _: None, callbacks=[clock])
-    timed = clock.marks[warmup - 1 :]
-    return [b - a for a, b in pairwise(timed)]
+    return clock.step_seconds(warmup)
 
 
 def main() -> None:

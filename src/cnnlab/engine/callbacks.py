@@ -11,6 +11,7 @@ import io
 import sys
 import time
 from collections.abc import Callable
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -99,6 +100,26 @@ def format_row(row: dict[str, float], total_epochs: int) -> str:
             parts.append(f"{split} loss {row[f'{split}_loss']:.4f} acc {row[f'{split}_acc']:.4f}")
     parts.append(f"{row['epoch_seconds']:.1f}s ({row['train_images_per_s']:,.0f} img/s)")
     return " | ".join(parts)
+
+
+class StepClock(Callback):
+    """Record ``time.perf_counter()`` after every optimiser step and stop training after
+    ``stop_after`` steps: the clock of the speed probes under benchmarks/ (warm-up steps are
+    the first marks, dropped by the caller)."""
+
+    def __init__(self, stop_after: int) -> None:
+        self.stop_after = stop_after
+        self.marks: list[float] = []
+
+    def on_step_end(self, trainer: Any, state: TrainState) -> None:
+        self.marks.append(time.perf_counter())
+        if state.step >= self.stop_after:
+            state.should_stop = True
+
+    def step_seconds(self, skip: int) -> list[float]:
+        """Seconds of each step after the first ``skip`` (the warm-up)."""
+        timed = self.marks[max(skip - 1, 0) :]
+        return [b - a for a, b in pairwise(timed)]
 
 
 class HistoryWriter(Callback):
