@@ -156,7 +156,7 @@ def verdict(rows: dict[tuple[str, str, bool], dict[str, Any]], num_test: int) ->
     )
 
 
-def summary(results: dict[str, Any], commands: list[str]) -> str:
+def summary(results: dict[str, Any], commands: list[str], suffix: str = "") -> str:
     from cnnlab.reports.environment import environment_line
 
     rows = {(r["group"], r["rule"], r["tta"]): r for r in results["rows"]}
@@ -183,7 +183,7 @@ def summary(results: dict[str, Any], commands: list[str]) -> str:
             f"| {note} |"
         )
     lines += ["", verdict(rows, results["num_test"])]
-    members = f"members{results.get('suffix', '')}"
+    members = f"members{suffix}"
     lines += ["", f"Every member and every rule: [{members}.md]({members}.md) (`cnnlab "
               f"ensemble`'s own results.md; also {members}.json).", "",
               "Commands:", "", *[f"    {c}" for c in commands], ""]  # fmt: skip
@@ -211,18 +211,12 @@ def _train_member(task: tuple[dict[str, Any], str | None, str, str, int]) -> str
     import torch
 
     from cnnlab.ensembles.generate import build_plan
-    from cnnlab.ensembles.snapshots import SnapshotSaver
-    from cnnlab.ensembles.workflow import member_dir, train_or_reuse
+    from cnnlab.ensembles.workflow import train_member
 
     tree, data_dir, out, name, threads = task
     torch.set_num_threads(threads)
     member = next(m for m in build_plan(tree, data_dir=data_dir).members if m.name == name)
-    run_dir = member_dir(Path(out), member)
-    cbs = []
-    if member.snapshots:
-        cbs = [SnapshotSaver.from_config(member.config, run_dir, per_epoch=member.per_epoch)]
-    train_or_reuse(member.config, run_dir, callbacks=cbs, log=lambda msg: None,
-                   prefix=f"{name}: ")  # fmt: skip
+    train_member(member, Path(out), log=lambda msg: None, prefix=f"{name}: ")
     return name
 
 
@@ -253,12 +247,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.jobs > 1:
         pretrain(tree, args, out, log)
     results = run_ensemble(plan, out, command=command, log=log, stream=sys.stderr)
-    results["suffix"] = "_noaug" if args.augment == "none" else ""
-    text = summary(results, [command, f"(equivalently) {cli}"])
+    suffix = "_noaug" if args.augment == "none" else ""  # the first study's copies
+    text = summary(results, [command, f"(equivalently) {cli}"], suffix)
     (out / "study.md").write_text(text, encoding="utf-8")
     (out / "study.json").write_text(json.dumps({"args": vars(args)}, indent=2), encoding="utf-8")
     if not args.smoke:
-        suffix = results["suffix"]
         shutil.copyfile(out / "study.md", HERE / f"results{suffix}.md")
         shutil.copyfile(out / "results.md", HERE / f"members{suffix}.md")
         shutil.copyfile(out / "results.json", HERE / f"members{suffix}.json")

@@ -89,16 +89,25 @@ def train_members(plan: EnsemblePlan, out: Path, log: Log, stream) -> dict[str, 
         if m.run is not None:
             done[m.name] = RunDir(run_dir).read_json(RunDir.METRICS)
             continue
-        cbs = []
-        if m.snapshots:
-            cbs = [SnapshotSaver.from_config(m.config, run_dir, per_epoch=m.per_epoch)]
         log(f"{prefix}training {m.config.model.name} ({m.config.train.epochs} epochs)")
-        done[m.name] = train_or_reuse(m.config, run_dir, callbacks=cbs, log=log, stream=stream,
-                                      prefix=prefix)  # fmt: skip
-        if m.snapshots and len(list_snapshots(run_dir)) < m.snapshots:
-            raise EnsembleError(f"{run_dir}: holds {len(list_snapshots(run_dir))} snapshots, "
-                                f"{m.snapshots} wanted; delete it to train again")  # fmt: skip
+        done[m.name] = train_member(m, out, log=log, stream=stream, prefix=prefix)
     return done
+
+
+def train_member(m: MemberPlan, out: Path, *, log: Log = print, stream: TextIO | None = None,
+                 prefix: str = "") -> dict[str, Any]:  # fmt: skip
+    """Train (or reuse, or resume) one generated member, saving its snapshots if it has them;
+    also the unit of work of a parallel study (benchmarks/ensembles/run_study.py --jobs)."""
+    run_dir = member_dir(out, m)
+    cbs = []
+    if m.snapshots:
+        cbs = [SnapshotSaver.from_config(m.config, run_dir, per_epoch=m.per_epoch)]
+    metrics = train_or_reuse(m.config, run_dir, callbacks=cbs, log=log, stream=stream,
+                             prefix=prefix)  # fmt: skip
+    if m.snapshots and len(list_snapshots(run_dir)) < m.snapshots:
+        raise EnsembleError(f"{run_dir}: holds {len(list_snapshots(run_dir))} snapshots, "
+                            f"{m.snapshots} wanted; delete it to train again")  # fmt: skip
+    return metrics
 
 
 def collect_units(plan: EnsemblePlan, out: Path, log: Log):
