@@ -71,7 +71,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", help="output directory (default benchmarks/ensembles/runs/...)")
     p.add_argument("--threads", type=int, help="torch intra-op threads")
     p.add_argument("--smoke", action="store_true", help="tiny synthetic data, seconds")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.jobs < 1:
+        p.error(f"--jobs: expected >= 1, found {args.jobs}")
+    return args
 
 
 def study_config(args: argparse.Namespace) -> dict[str, Any]:

@@ -31,6 +31,8 @@ def test_study_config_keeps_the_training_budget_equal(load_benchmark):
     assert set(plan.groups) == {"single", "seeds", "snapshots"}
     with pytest.raises(SystemExit, match="must be >= --members"):
         study.study_config(study.parse_args(["--budget-epochs", "2", "--members", "3"]))
+    with pytest.raises(SystemExit):  # argparse's error: "--jobs: expected >= 1, found 0"
+        study.parse_args(["--jobs", "0"])
 
 
 def test_study_verdict_compares_best_ensemble_with_best_single(load_benchmark):
