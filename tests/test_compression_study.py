@@ -26,3 +26,13 @@ def test_finished_studies_are_reused_and_a_changed_one_is_refused(tmp_path, load
 
     with pytest.raises(SystemExit, match="another config or run"):
         study.main(["--smoke", "--threads", "1", "--out", str(tmp_path), "--only", "vgg-int8"])
+
+
+def test_only_keeps_the_given_order_and_refuses_unknown_names(load_benchmark):
+    study = load_benchmark("compression/run_study.py")
+    every = study.studies(smoke=True)
+    picked = study.selected(every, ["resnet-distill", "vgg-int8", "resnet-distill"])
+    assert [s["name"] for s in picked] == ["resnet-distill", "vgg-int8"]
+    assert study.selected(every, None) == every
+    with pytest.raises(SystemExit, match="unknown study vgg-int4"):
+        study.selected(every, ["vgg-int8", "vgg-int4"])

@@ -14,7 +14,8 @@ mkdir -p "$out"
 study=(python "$here/run_study.py" --data-dir "$data" --vgg "$best/vgg_small/seed0"
        --resnet "$best/resnet20/seed0" --threads 1 --out "$out")
 # Two halves of about the same single-core time (distillation trains a student for the
-# teacher's 30 epochs; the binary networks train 5 VGG epochs each).
+# teacher's 30 epochs; the binary networks train 5 VGG epochs each). --only runs its studies
+# in the order given: the ones that decide a target first.
 OMP_NUM_THREADS=1 "${study[@]}" --only resnet-distill vgg-binary-binaryconnect vgg-binary-bnn \
     vgg-binary-xnor > "$out.a.log" 2>&1 &
 a=$!

@@ -99,9 +99,7 @@ def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
     measure = {"timing": not args.no_timing, "repeats": 3 if args.smoke else 9,
                "threads": args.threads}  # fmt: skip
     results = []
-    for study in studies(args.smoke):
-        if args.only and study["name"] not in args.only:
-            continue
+    for study in selected(studies(args.smoke), args.only):
         config = {**study["config"], "measure": measure}
         dest = out / study["name"]
         run = str(runs[study["run"]])
@@ -131,6 +129,18 @@ def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
         atomic_write_text(dest / "study.json", json.dumps(saved, default=str))
         results.append(result)
     return results
+
+
+def selected(all_studies: list[dict[str, Any]], only: list[str] | None) -> list[dict[str, Any]]:
+    """The studies named by ``--only``, in the order given (run.sh starts the long,
+    target-bearing ones first), or every study; an unknown name is a usage error."""
+    if not only:
+        return all_studies
+    by_name = {s["name"]: s for s in all_studies}
+    unknown = [n for n in only if n not in by_name]
+    if unknown:
+        raise SystemExit(f"--only: unknown study {', '.join(unknown)}; known: {', '.join(by_name)}")
+    return [by_name[n] for n in dict.fromkeys(only)]
 
 
 def _finished(dest: Path, key: dict[str, Any]) -> dict[str, Any] | None:
@@ -227,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", help="Fashion-MNIST directory (default: where the runs read it)")
     p.add_argument("--out", default="runs/compression", help="output directory (models: large)")
     p.add_argument("--threads", type=int, help="torch threads while timing (default: torch's)")
-    p.add_argument("--only", nargs="*", help="run only these studies (names as in study.md)")
+    p.add_argument("--only", nargs="*", help="run only these studies, in this order (see study.md)")
     p.add_argument("--smoke", action="store_true", help="tiny plumbing run (see docstring)")
     p.add_argument("--no-timing", action="store_true", help="skip latency/throughput timing")
     args = p.parse_args(argv)

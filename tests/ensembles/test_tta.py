@@ -96,3 +96,13 @@ def test_untaught_views_names_the_transformations_training_never_showed():
     assert untaught_views(["identity", "vflip"], ["hflip"]) == ["vflip"]
     # views whose transformation is not known are not judged
     assert untaught_views([lambda x: x, {"name": "augment", "pipeline": ["rotate"]}], []) == []
+
+
+def test_built_views_carry_their_transformations():
+    """TTA's own view objects (as an ensemble holds them) are judged like their specs."""
+    from cnnlab.ensembles.tta import make_view, untaught_views
+
+    built = [v if callable(v) else make_view(v) for v in preset_views("flip_shift")]
+    assert untaught_views(built, []) == ["hflip", "shift"]
+    assert untaught_views(built, ["hflip", "translate"]) == []
+    assert untaught_views([make_view({"name": "augment", "pipeline": ["hflip"]})], []) == []

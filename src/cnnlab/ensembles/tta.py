@@ -49,10 +49,11 @@ def shift(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
 
 
 class _Named:
-    """A view with a readable repr (for logs and results)."""
+    """A view with a readable repr (for logs and results) and the transformations it applies
+    (``kinds``, checked against the training augmentation by :func:`untaught_views`)."""
 
-    def __init__(self, name: str, fn: View) -> None:
-        self.name, self.fn = name, fn
+    def __init__(self, name: str, fn: View, kinds: frozenset[str] | None = frozenset()) -> None:
+        self.name, self.fn, self.kinds = name, fn, kinds
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.fn(x)
@@ -71,10 +72,10 @@ def make_view(spec: Any, *, mean: Sequence[float] | None = None,
         return _Named("identity", lambda x: x)
     if name in ("hflip", "vflip"):
         dim = 3 if name == "hflip" else 2
-        return _Named(name, lambda x: x.flip(dim))
+        return _Named(name, lambda x: x.flip(dim), frozenset({name}))
     if name == "shift":
         dy, dx = int(opts.get("dy", 0)), int(opts.get("dx", 0))
-        return _Named(f"shift({dy},{dx})", lambda x: shift(x, dy, dx))
+        return _Named(f"shift({dy},{dx})", lambda x: shift(x, dy, dx), frozenset({"shift"}))
     if name == "augment":
         return augment_view(opts.get("pipeline"), int(opts.get("seed", 0)), mean=mean, std=std)
     raise EnsembleError(
@@ -105,7 +106,8 @@ def augment_view(pipeline: Any, seed: int, *, mean: Sequence[float] | None = Non
         gen = torch.Generator(device=x.device).manual_seed(seed)
         return aug(x, gen)
 
-    return _Named(f"augment({aug!r}, seed={seed})", view)
+    # kinds None: a pipeline's transformations are its own, not checked against training
+    return _Named(f"augment({aug!r}, seed={seed})", view, None)
 
 
 def preset_views(name: str, shift_px: int = 2) -> list[Any]:
@@ -125,7 +127,8 @@ def preset_views(name: str, shift_px: int = 2) -> list[Any]:
 
 def _flip_then(spec: Mapping[str, Any]) -> View:
     dy, dx = int(spec["dy"]), int(spec["dx"])
-    return _Named(f"hflip+shift({dy},{dx})", lambda x: shift(x.flip(3), dy, dx))
+    kinds = frozenset({"hflip", "shift"})
+    return _Named(f"hflip+shift({dy},{dx})", lambda x: shift(x.flip(3), dy, dx), kinds)
 
 
 def _view_kinds(spec: Any) -> set[str] | None:
@@ -135,7 +138,7 @@ def _view_kinds(spec: Any) -> set[str] | None:
     if isinstance(spec, Mapping):
         return None if spec.get("name") == "augment" else {str(spec.get("name"))}
     if isinstance(spec, _Named):
-        return {part.split("(")[0] for part in spec.name.split("+")} - {"identity"}
+        return None if spec.kinds is None else set(spec.kinds)
     return None
 
 
