@@ -57,3 +57,18 @@ def test_bad_step_options_name_the_problem():
         build_step({"name": "kmeans", "bits": 0}, "steps[2]")
     with pytest.raises(CompressionError, match="sparsity must be a number in"):
         build_step({"name": "prune_magnitude", "sparsity": 1.5})
+
+
+def test_training_inside_a_step_logs_every_epoch_as_it_finishes(tiny_setup):
+    """A distillation trains for hours: its epochs must show in the log while it runs."""
+    ctx, spec, model = tiny_setup
+    lines: list[str] = []
+    ctx = copy.copy(ctx)
+    ctx.log = lines.append
+    state = CompressState(model=copy.deepcopy(model), spec=dict(spec))
+    build_step({"name": "distill", "epochs": 2, "width": 0.25}).run(state, ctx)
+    epochs = [m for m in lines if "train epoch" in m]
+    assert [m.split(":")[0].strip() for m in epochs] == ["train epoch 1/2", "train epoch 2/2"]
+    assert "test acc" in epochs[0]
+    ctx.finetune(state, 1)
+    assert lines[-1].strip().startswith("finetune epoch 1/1: train loss")

@@ -18,6 +18,7 @@ from torch import nn
 
 from cnnlab.compression.constraints import constrained
 from cnnlab.compression.state import CompressState
+from cnnlab.engine.callbacks import Callback
 
 Log = Callable[[str], None]
 
@@ -97,16 +98,18 @@ class CompressContext:
             return []
         state.require_float("finetune")
         cfg = self.train_cfg if recipe == "train" else self.finetune_cfg
+        lines = EpochLines(self.log, recipe, epochs)
         with constrained(state.model, state.encodings) as extra:
             history, _ = train_model_quiet(
-                state.model, cfg, self.data, epochs, task, [*extra, *callbacks]
+                state.model, cfg, self.data, epochs, task, [*extra, *callbacks, lines]
             )
         state.model.cpu().to(memory_format=torch.contiguous_format)
         return history
 
     def train(self, model: nn.Module, epochs: int, task: Any = None) -> list[dict[str, float]]:
         """Train ``model`` (e.g. a distillation student) with the run's own recipe."""
-        history, _ = train_model_quiet(model, self.train_cfg, self.data, epochs, task, [])
+        lines = EpochLines(self.log, "train", epochs)
+        history, _ = train_model_quiet(model, self.train_cfg, self.data, epochs, task, [lines])
         return history
 
     def sample_batches(self, n_batches: int, batch_size: int = 64) -> list[tuple]:
@@ -129,6 +132,19 @@ class CompressContext:
 
         batches = ((x.cpu(), y.cpu()) for x, y in self.data.test)
         return accuracy(model, batches, self.num_classes)
+
+
+class EpochLines(Callback):
+    """One log line per finished epoch, as it finishes: a distillation trains for hours, and
+    the step's own log line is all ``cnnlab compress`` would otherwise show meanwhile."""
+
+    def __init__(self, log: Log, what: str, epochs: int) -> None:
+        self.log, self.what, self.epochs = log, what, epochs
+
+    def on_epoch_end(self, trainer: Any, state: Any, row: dict[str, float]) -> None:
+        self.log(f"  {self.what} epoch {int(row['epoch'])}/{self.epochs}: train loss "
+                 f"{row['train_loss']:.4f}, test acc {row['test_acc']:.4f} "
+                 f"({row['epoch_seconds']:.0f} s)")  # fmt: skip
 
 
 def train_model_quiet(model, cfg, data, epochs, task, callbacks):
