@@ -24,6 +24,11 @@ def test_finished_studies_are_reused_and_a_changed_one_is_refused(tmp_path, load
     assert [r["study"] for r in again] == ["vgg-int8", "vgg-lowrank"]
     assert again[0]["rows"] == first[0]["rows"]  # read back, not recomputed
 
+    assert study.main([*args, "--summarize"]) == 0  # every study known, only two finished
+    summary = json.loads((tmp_path / "study.json").read_text())["results"]
+    assert [r["study"] for r in summary] == ["vgg-int8", "vgg-lowrank"]
+    assert "Not run yet: vgg-prune-kmeans, vgg-filters-l1" in (tmp_path / "study.md").read_text()
+
     with pytest.raises(SystemExit, match="another config or run"):
         study.main(["--smoke", "--threads", "1", "--out", str(tmp_path), "--only", "vgg-int8"])
 

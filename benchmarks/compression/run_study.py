@@ -18,7 +18,9 @@ Usage::
 
 ``--smoke`` trains two tiny runs on synthetic 28x28 data (1 epoch) unless runs are given, and
 shrinks every epoch count to 1 and the timing to 3 repetitions: it checks the plumbing and
-gives real timing figures (same input shape), not meaningful accuracies.
+gives real timing figures (same input shape), not meaningful accuracies. ``--summarize``
+writes the summary from the studies finished so far (a long study is summarised while its
+remaining studies still wait) and names the ones not run yet.
 """
 
 from __future__ import annotations
@@ -111,6 +113,9 @@ def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
             print(f"== {study['name']}: finished before, reusing {dest}", file=sys.stderr)
             results.append(finished)
             continue
+        if args.summarize:
+            print(f"== {study['name']}: not run yet (--summarize)", file=sys.stderr)
+            continue
         cfg_path.parent.mkdir(parents=True, exist_ok=True)
         cfg_path.write_text(yaml.safe_dump(config, sort_keys=False))
         print(f"== {study['name']}: {shlex.join(command)}", file=sys.stderr, flush=True)
@@ -198,7 +203,8 @@ def targets(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def write_summary(out: Path, results: list[dict[str, Any]], argv: list[str]) -> None:
+def write_summary(out: Path, results: list[dict[str, Any]], argv: list[str], *,
+                  smoke: bool = False, only: list[str] | None = None) -> None:  # fmt: skip
     checks = targets(results)
     lines = ["# Compression study", "", f"Command: `{shlex.join(argv)}`", ""]
     if results:
@@ -222,6 +228,10 @@ def write_summary(out: Path, results: list[dict[str, Any]], argv: list[str]) -> 
     lines += ["", "## Targets", ""]
     lines += [f"- {'MET' if c['met'] else 'NOT MET'}: {c['target']} — {c['measured']}"
               for c in checks]  # fmt: skip
+    done = {r["study"] for r in results}
+    pending = [s["name"] for s in selected(studies(smoke), only) if s["name"] not in done]
+    if pending:
+        lines += ["", f"Not run yet: {', '.join(pending)} (targets that need them are not judged)."]
     lines += ["", "## Commands", ""] + [f"- `{r['command']}` ({r['seconds']:.0f} s)"
                                         for r in results]  # fmt: skip
     (out / "study.md").write_text("\n".join(lines) + "\n")
@@ -239,6 +249,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, help="torch threads while timing (default: torch's)")
     p.add_argument("--only", nargs="*", help="run only these studies, in this order (see study.md)")
     p.add_argument("--smoke", action="store_true", help="tiny plumbing run (see docstring)")
+    p.add_argument(
+        "--summarize",
+        action="store_true",
+        help="only summarise the studies finished so far; run nothing",
+    )
     p.add_argument("--no-timing", action="store_true", help="skip latency/throughput timing")
     args = p.parse_args(argv)
     if not args.smoke and not (args.vgg and args.resnet):
@@ -246,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = run_all(args)
-    write_summary(out, results, [sys.argv[0], *(argv if argv is not None else sys.argv[1:])])
+    argv = [sys.argv[0], *(argv if argv is not None else sys.argv[1:])]
+    write_summary(out, results, argv, smoke=args.smoke, only=args.only)
     print((out / "study.md").read_text())
     return 0
 
