@@ -40,6 +40,8 @@ def test_block_quotes_the_results_and_judges_the_targets(summarize):
     assert "- resnet20: note" in text
     assert "summed over the models 3 min, wall time 10 min 00 s;" in text
     assert "| lenet5 |" in text  # every preset model has a row, measured or not
+    alexnet = next(line for line in text.splitlines() if line.startswith("| alexnet |"))
+    assert "not in this preset" in alexnet  # the best preset has no alexnet recipe
 
 
 def test_rewrite_replaces_only_the_block(tmp_path, summarize):

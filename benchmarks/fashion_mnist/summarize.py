@@ -41,11 +41,11 @@ def load(preset: str) -> dict[str, Any] | None:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
-def _acc(row: dict[str, Any] | None) -> str:
+def _acc(row: dict[str, Any] | None, in_preset: bool = True) -> str:
     from cnnlab.reports.results import format_acc
 
     if row is None:
-        return "not yet measured"
+        return "not yet measured" if in_preset else "not in this preset"
     seeds = f" ({len(row['seeds'])} seeds)" if row.get("test_acc_std") is not None else ""
     return format_acc(row) + seeds
 
@@ -142,7 +142,8 @@ def block(
     claims = case_preset.claims
     rows = {name: {r["model"]: r for r in res["rows"]} if res else {}
             for name, res in (("case", case), ("best", best))}  # fmt: skip
-    presets = [*case_preset.models, *load_preset("best").models]
+    best_models = load_preset("best").models
+    presets = [*case_preset.models, *best_models]
     models = list(dict.fromkeys([*presets, *rows["case"], *rows["best"]]))
     lines = [
         "| model | case study reports | `case-study` preset: test acc | its training-set acc "
@@ -154,7 +155,7 @@ def block(
         claim = claims.get(m, {}).get("test_acc")
         lines.append(
             f"| {m} | {f'{100 * claim:.0f}%' if claim else '—'} | {_acc(c)} | {_train(c)} "
-            f"| {_minutes(c)} | {_acc(b)} | {_minutes(b)} | {_target(m, b)} |"
+            f"| {_minutes(c)} | {_acc(b, m in best_models)} | {_minutes(b)} | {_target(m, b)} |"
         )
     lines.append("")
     for name, res in (("case-study", case), ("best", best)):
