@@ -44,7 +44,7 @@ def studies(smoke: bool) -> list[dict[str, Any]]:
     return [
         {"name": "vgg-prune-kmeans", "run": "vgg", "config": {"finetune": ft, "steps": [
             {"name": "prune_magnitude", "sparsity": 0.8, "iterations": 3, "finetune_epochs": e},
-            {"name": "kmeans", "bits": 4, "finetune_epochs": e}]}},
+            {"name": "kmeans", "bits": 4, "finetune_epochs": e, "codebook_grad": "mean"}]}},
         {"name": "vgg-int8", "run": "vgg", "config": {"steps": [
             {"name": "int8", "calibration_batches": 10}]}},
         {"name": "vgg-lowrank", "run": "vgg", "config": {"finetune": ft, "steps": [
@@ -53,13 +53,14 @@ def studies(smoke: bool) -> list[dict[str, Any]]:
             {"name": "prune_channels", "criterion": c, "ratio": 0.5, "iterations": 2,
              "finetune_epochs": e}]}} for c in ("l1", "apoz", "taylor")],
         {"name": "vgg-kmeans-vs-pq", "run": "vgg", "config": {"finetune": ft, "steps": [
-            {"name": "product_quantize", "sub": 4, "k": 16, "finetune_epochs": e}]}},
+            {"name": "product_quantize", "sub": 4, "k": 16, "finetune_epochs": e,
+             "codebook_grad": "mean"}]}},
         *[{"name": f"vgg-binary-{m}", "run": "vgg", "config": {"steps": [
             {"name": "binarize", "mode": m, "epochs": 1 if smoke else 5}]}}
           for m in ("binaryconnect", "bnn", "xnor")],
         {"name": "resnet-prune", "run": "resnet", "config": {"finetune": ft, "steps": [
             {"name": "prune_magnitude", "sparsity": 0.8, "iterations": 3, "finetune_epochs": e},
-            {"name": "kmeans", "bits": 4, "finetune_epochs": e}]}},
+            {"name": "kmeans", "bits": 4, "finetune_epochs": e, "codebook_grad": "mean"}]}},
         {"name": "resnet-filters-l1", "run": "resnet", "config": {"finetune": ft, "steps": [
             {"name": "prune_channels", "criterion": "l1", "ratio": 0.5, "finetune_epochs": e}]}},
         {"name": "resnet-int8", "run": "resnet", "config": {"steps": [{"name": "int8"}]}},

@@ -9,10 +9,11 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from cnnlab.compression.constraints import SharedWeights
+from cnnlab.compression import build_step
+from cnnlab.compression.constraints import PQWeights, SharedWeights
 from cnnlab.compression.encoding import codebook_bits, decode, encode, pq_bits
 from cnnlab.compression.quantization import kmeans_1d, kmeans_share, product_quantize
-from cnnlab.compression.state import CompressState, weight_modules
+from cnnlab.compression.state import CompressionError, CompressState, weight_modules
 from cnnlab.compression.storage import read_compressed, save_compressed
 
 
@@ -71,7 +72,8 @@ def test_pruned_layers_keep_their_zeros(make_model):
     assert state.encodings["head.weight"]["sparse"] is True
 
 
-def test_codebook_gradient_is_the_per_cluster_sum():
+def _shared_value_layer() -> tuple[nn.Linear, nn.Linear, torch.Tensor]:
+    """A layer holding 3 shared values, a plain copy of it with its gradient, and the input."""
     torch.manual_seed(0)
     layer = nn.Linear(6, 5)
     with torch.no_grad():
@@ -80,11 +82,59 @@ def test_codebook_gradient_is_the_per_cluster_sum():
     plain.load_state_dict(layer.state_dict())
     x = torch.randn(4, 6)
     plain(x).pow(2).sum().backward()
-    param = SharedWeights.from_weight(layer.weight, sparse=False)
+    return layer, plain, x
+
+
+def test_codebook_gradient_is_the_per_cluster_sum():
+    """Fig. 4.1's rule (``grad="sum"``): the centroid gets the sum of its weights' gradients."""
+    layer, plain, x = _shared_value_layer()
+    before = layer.weight.detach().clone()
+    param = SharedWeights.from_weight(layer.weight, sparse=False, grad="sum")
     parametrize.register_parametrization(layer, "weight", param)
+    assert torch.equal(layer.weight, before)  # the parametrisation changes no value
     layer(x).pow(2).sum().backward()
     expected = torch.zeros(3).index_add_(0, param.codes.reshape(-1), plain.weight.grad.reshape(-1))
     torch.testing.assert_close(param.codebook.grad, expected)
+
+
+def test_default_codebook_gradient_is_the_per_cluster_mean_and_ignores_pruned_weights():
+    layer, plain, x = _shared_value_layer()
+    param = SharedWeights.from_weight(layer.weight, sparse=True)  # zeros: pruned, a mask
+    parametrize.register_parametrization(layer, "weight", param)
+    layer(x).pow(2).sum().backward()
+    w, g = plain.weight.detach(), plain.weight.grad
+    for j, value in enumerate(param.codebook.detach()):
+        members = (w == value) & (w != 0)  # the pruned zeros are nobody's members
+        if members.any():
+            torch.testing.assert_close(param.codebook.grad[j], g[members].mean())
+        else:
+            assert param.codebook.grad[j] == 0
+
+
+def test_pq_code_vector_gradient_is_the_mean_over_the_rows_sharing_it():
+    torch.manual_seed(0)
+    layer = nn.Linear(4, 6, bias=False)
+    with torch.no_grad():  # 2 subspaces of 2 columns; rows 0-2 share one vector, 3-5 another
+        layer.weight.copy_(torch.tensor([[1.0, 2, 3, 4]] * 3 + [[5.0, 6, 7, 8]] * 3))
+    plain = nn.Linear(4, 6, bias=False)
+    plain.load_state_dict(layer.state_dict())
+    x = torch.randn(3, 4)
+    plain(x).pow(2).sum().backward()
+    for grad, reduce in (("mean", torch.mean), ("sum", torch.sum)):
+        param = PQWeights.from_weight(layer.weight, sub=2, grad=grad)
+        parametrize.register_parametrization(layer, "weight", param)
+        layer(x).pow(2).sum().backward()
+        g = plain.weight.grad.reshape(6, 2, 2)  # (rows, subspace, sub-vector)
+        for s in range(2):
+            for code in range(2):
+                rows = param.codes[:, s] == code
+                torch.testing.assert_close(param.books.grad[s, code], reduce(g[rows, s], dim=0))
+        parametrize.remove_parametrizations(layer, "weight", leave_parametrized=True)
+
+
+def test_unknown_codebook_gradient_rule_is_refused():
+    with pytest.raises(CompressionError, match="codebook_grad must be one of mean, sum"):
+        build_step({"name": "kmeans", "codebook_grad": "median"})
 
 
 def test_product_quantisation_exact_with_enough_codes_and_round_trips():

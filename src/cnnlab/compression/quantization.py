@@ -5,8 +5,10 @@ weights are clustered into k = 2**bits values (Lloyd's algorithm in 1-D, linear
 initialisation between min and max, which Han et al. found best), each weight is replaced by
 its centroid, and the layer stores a b-bit code per weight plus a k-entry float32 codebook:
 ``n log2(k) + 32 k`` bits (Part E item 18). A pruned layer clusters only its non-zeros and
-keeps the zeros as a mask. Codebook fine-tuning then trains the centroids: the gradient of
-every weight is summed per cluster (autograd of the codebook lookup, see ``constraints.py``).
+keeps the zeros as a mask. Codebook fine-tuning then trains the centroids from the gradients
+of their weights, gathered per cluster (autograd of the codebook lookup): averaged by default
+(``codebook_grad: mean``), or summed as in Fig. 4.1 (``sum``), which needs a learning rate
+about a cluster's size smaller (why: ``constraints.py``).
 
 **Product quantisation** (Jegou et al. 2011; Gong et al. 2014) of Linear layers: each row of
 ``W (m x n)`` is cut into s = n / ``sub`` sub-vectors; per subspace, k-means on the m
@@ -22,6 +24,7 @@ import torch
 from torch import nn
 
 from cnnlab.compression.binary_layers import BINARY_LAYERS
+from cnnlab.compression.constraints import GRAD_RULES
 from cnnlab.compression.encoding import codebook_bits, pq_bits
 from cnnlab.compression.packing import bits_for
 from cnnlab.compression.state import CompressState, weight_modules
@@ -94,7 +97,8 @@ def _targets(model: nn.Module, layers: str) -> list[tuple[str, nn.Module]]:
 
 @torch.no_grad()
 def kmeans_share(state: CompressState, bits: int, conv_bits: int | None,
-                 linear_bits: int | None, layers: str) -> list[dict[str, Any]]:  # fmt: skip
+                 linear_bits: int | None, layers: str,
+                 grad: str = "mean") -> list[dict[str, Any]]:  # fmt: skip
     """Replace each target layer's weights by k-means centroids; declare codebook encodings."""
     details = []
     for name, m in _targets(state.model, layers):
@@ -108,7 +112,7 @@ def kmeans_share(state: CompressState, bits: int, conv_bits: int | None,
         new[mask] = centroids[codes].to(w.device, w.dtype)
         w.copy_(new)
         state.encodings[key] = {"kind": "codebook", "bits": b, "sparse": sparse,
-                                "shape": list(w.shape)}  # fmt: skip
+                                "shape": list(w.shape), "grad": grad}  # fmt: skip
         n, nnz = w.numel(), int(mask.sum())
         details.append({
             "layer": name, "bits": b, "k": 1 << b, "distinct": int(torch.unique(w[mask]).numel()),
@@ -122,18 +126,21 @@ def kmeans_share(state: CompressState, bits: int, conv_bits: int | None,
 @COMPRESSION.register("kmeans")
 def kmeans(
     *, bits: int = 4, conv_bits: int | None = None, linear_bits: int | None = None,
-    layers: str = "all", finetune_epochs: int = 1,
+    layers: str = "all", finetune_epochs: int = 1, codebook_grad: str = "mean",
 ) -> Step:  # fmt: skip
-    """k-means weight sharing per layer (Deep Compression), then codebook fine-tuning."""
+    """k-means weight sharing per layer (Deep Compression), then codebook fine-tuning with each
+    centroid's gradient the mean (default) or the sum of its weights' gradients."""
     for opt, v in (("bits", bits), ("conv_bits", conv_bits), ("linear_bits", linear_bits)):
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 8):
             raise ValueError(f"{opt} must be an integer from 1 to 8, got {v!r}")
     options = {"bits": bits, "conv_bits": conv_bits, "linear_bits": linear_bits,
                "layers": check_choice("layers", layers, TARGETS),
-               "finetune_epochs": check_int("finetune_epochs", finetune_epochs)}  # fmt: skip
+               "finetune_epochs": check_int("finetune_epochs", finetune_epochs),
+               "codebook_grad": check_choice("codebook_grad", codebook_grad, GRAD_RULES),
+               }  # fmt: skip
 
     def apply(state: CompressState, ctx: Any) -> dict[str, Any]:
-        per_layer = kmeans_share(state, bits, conv_bits, linear_bits, layers)
+        per_layer = kmeans_share(state, bits, conv_bits, linear_bits, layers, codebook_grad)
         ctx.finetune(state, finetune_epochs)
         return {"layers": per_layer}
 
@@ -142,12 +149,16 @@ def kmeans(
 
 @COMPRESSION.register("product_quantize")
 def product_quantize_step(
-    *, sub: int = 4, k: int = 16, skip_head: bool = False, finetune_epochs: int = 1
-) -> Step:
-    """Product quantisation of Linear layers (sub-vector codebooks), then fine-tuning."""
+    *, sub: int = 4, k: int = 16, skip_head: bool = False, finetune_epochs: int = 1,
+    codebook_grad: str = "mean",
+) -> Step:  # fmt: skip
+    """Product quantisation of Linear layers (sub-vector codebooks), then fine-tuning of the
+    code vectors (gradients averaged over the rows sharing one, or summed: ``codebook_grad``)."""
     options = {"sub": check_int("sub", sub, 1), "k": check_int("k", k, 2),
                "skip_head": bool(skip_head),
-               "finetune_epochs": check_int("finetune_epochs", finetune_epochs)}  # fmt: skip
+               "finetune_epochs": check_int("finetune_epochs", finetune_epochs),
+               "codebook_grad": check_choice("codebook_grad", codebook_grad, GRAD_RULES),
+               }  # fmt: skip
 
     @torch.no_grad()
     def quantize(state: CompressState) -> list[dict[str, Any]]:
@@ -162,7 +173,8 @@ def product_quantize_step(
                 continue
             m.weight.copy_(product_quantize(m.weight, sub, k).to(m.weight))
             key = f"{name}.weight"
-            state.encodings[key] = {"kind": "pq", "sub": sub, "k": k, "shape": [m_rows, n]}
+            state.encodings[key] = {"kind": "pq", "sub": sub, "k": k, "shape": [m_rows, n],
+                                    "grad": codebook_grad}  # fmt: skip
             details.append({"layer": name, "quantized": True, "storage_bits":
                             pq_bits(m_rows, n, sub, k), "float32_bits": 32 * m_rows * n,
                             "code_bits": bits_for(k)})  # fmt: skip
