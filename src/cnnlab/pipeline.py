@@ -17,7 +17,7 @@ import torch.nn as nn
 from cnnlab.config import RunConfig
 from cnnlab.data.bundle import DataBundle, build_data
 from cnnlab.data.datasets import ImageDataset, load_dataset
-from cnnlab.engine.callbacks import Callback
+from cnnlab.engine.callbacks import Callback, EpochLog
 from cnnlab.engine.checkpoint import load_checkpoint
 from cnnlab.engine.distributed import SINGLE, DistInfo
 from cnnlab.engine.finetune import freeze_stages, load_pretrained, lr_scales, model_stages
@@ -308,8 +308,6 @@ def train_model(
         return res.metrics("test_")
 
     trainer = Trainer(epochs=epochs, runtime=runtime, grad_clip=cfg.train.grad_clip,
-                      callbacks=list(callbacks))  # fmt: skip
+                      callbacks=[*callbacks, EpochLog(log, epochs)])  # fmt: skip
     state = trainer.fit(model, task, optimizer, scheduler, data.train, evaluate_test, TrainState())
-    for row in state.history:
-        log(f"epoch {int(row['epoch'])}/{epochs}: test acc {row['test_acc']:.4f}")
     return state.history, data

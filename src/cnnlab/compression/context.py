@@ -18,7 +18,6 @@ from torch import nn
 
 from cnnlab.compression.constraints import constrained
 from cnnlab.compression.state import CompressState
-from cnnlab.engine.callbacks import Callback
 
 Log = Callable[[str], None]
 
@@ -98,19 +97,26 @@ class CompressContext:
             return []
         state.require_float("finetune")
         cfg = self.train_cfg if recipe == "train" else self.finetune_cfg
-        lines = EpochLines(self.log, recipe, epochs)
         with constrained(state.model, state.encodings) as extra:
-            history, _ = train_model_quiet(
-                state.model, cfg, self.data, epochs, task, [*extra, *callbacks, lines]
-            )
+            history, _ = self._train(state.model, cfg, epochs, task, [*extra, *callbacks], recipe)
         state.model.cpu().to(memory_format=torch.contiguous_format)
         return history
 
     def train(self, model: nn.Module, epochs: int, task: Any = None) -> list[dict[str, float]]:
         """Train ``model`` (e.g. a distillation student) with the run's own recipe."""
-        lines = EpochLines(self.log, "train", epochs)
-        history, _ = train_model_quiet(model, self.train_cfg, self.data, epochs, task, [lines])
+        history, _ = self._train(model, self.train_cfg, epochs, task, [], "train")
         return history
+
+    def _train(self, model, cfg, epochs, task, callbacks, what: str):
+        """``cnnlab.pipeline.train_model`` on the run's data; its epoch lines (logged as each
+        epoch ends: a distillation trains for hours) indented under the step's own line."""
+        from cnnlab.pipeline import train_model
+
+        def log(line: str) -> None:
+            self.log(f"  {what} {line}")
+
+        return train_model(model, cfg, data=self.data, task=task, epochs=epochs, log=log,
+                           callbacks=callbacks)  # fmt: skip
 
     def sample_batches(self, n_batches: int, batch_size: int = 64) -> list[tuple]:
         """``n_batches`` fixed batches of training images, without augmentation (calibration,
@@ -132,24 +138,3 @@ class CompressContext:
 
         batches = ((x.cpu(), y.cpu()) for x, y in self.data.test)
         return accuracy(model, batches, self.num_classes)
-
-
-class EpochLines(Callback):
-    """One log line per finished epoch, as it finishes: a distillation trains for hours, and
-    the step's own log line is all ``cnnlab compress`` would otherwise show meanwhile."""
-
-    def __init__(self, log: Log, what: str, epochs: int) -> None:
-        self.log, self.what, self.epochs = log, what, epochs
-
-    def on_epoch_end(self, trainer: Any, state: Any, row: dict[str, float]) -> None:
-        self.log(f"  {self.what} epoch {int(row['epoch'])}/{self.epochs}: train loss "
-                 f"{row['train_loss']:.4f}, test acc {row['test_acc']:.4f} "
-                 f"({row['epoch_seconds']:.0f} s)")  # fmt: skip
-
-
-def train_model_quiet(model, cfg, data, epochs, task, callbacks):
-    """``cnnlab.pipeline.train_model`` with its per-epoch lines sent to the debug bin."""
-    from cnnlab.pipeline import train_model
-
-    return train_model(model, cfg, data=data, task=task, epochs=epochs, log=lambda _m: None,
-                       callbacks=callbacks)  # fmt: skip

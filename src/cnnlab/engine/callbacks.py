@@ -90,6 +90,18 @@ class ProgressBar(Callback):
         print(f"{self.prefix}{format_row(row, self.total)}", file=self.stream, flush=True)
 
 
+class EpochLog(Callback):
+    """One ``log`` line per epoch as it ends, for trainings without a run directory or a bar
+    (fine-tuning, distillation students, ensemble members), which can run for hours."""
+
+    def __init__(self, log: Callable[[str], None], total_epochs: int) -> None:
+        self.log, self.total = log, total_epochs
+
+    def on_epoch_end(self, trainer: Any, state: TrainState, row: dict[str, float]) -> None:
+        self.log(f"epoch {int(row['epoch'])}/{self.total}: train loss {row['train_loss']:.4f}, "
+                 f"test acc {row['test_acc']:.4f} ({row['epoch_seconds']:.0f} s)")  # fmt: skip
+
+
 def format_row(row: dict[str, float], total_epochs: int) -> str:
     parts = [
         f"epoch {int(row['epoch'])}/{total_epochs}",
