@@ -23,6 +23,7 @@ from cnnlab.engine.distributed import SINGLE, DistInfo
 from cnnlab.engine.finetune import freeze_stages, load_pretrained, lr_scales, model_stages
 from cnnlab.engine.mix_tasks import MIX_TASKS
 from cnnlab.engine.regularization import PenalizedTask
+from cnnlab.engine.resume import ResumePoint
 from cnnlab.engine.runtime import resolve_runtime
 from cnnlab.engine.tasks import Task
 from cnnlab.engine.tasks import build_task as make_loss_task
@@ -283,10 +284,12 @@ def train_model(
     epochs: int | None = None,
     log: Log = print,
     callbacks: Sequence[Callback] = (),
+    resume: ResumePoint | None = None,
 ) -> tuple[list[dict[str, float]], DataBundle]:
-    """Train an existing model in memory (no run directory, no checkpoints) with the data,
-    loss, optimiser and schedule of ``cfg``; for fine-tuning after compression, distillation
-    students and ensemble members. ``task`` replaces the config's loss (e.g. distillation).
+    """Train an existing model in memory (no run directory) with the data, loss, optimiser and
+    schedule of ``cfg``; for fine-tuning after compression, distillation students and ensemble
+    members. ``task`` replaces the config's loss (e.g. distillation). With ``resume`` the
+    training saves itself after every epoch and continues from its file if one exists.
     Returns the per-epoch history and the data bundle (reusable for evaluation)."""
     from cnnlab.engine.state import TrainState
 
@@ -307,7 +310,14 @@ def train_model(
         res = evaluate(m, data.test, num_classes=data.num_classes, autocast=runtime.autocast)
         return res.metrics("test_")
 
+    state, saver = TrainState(), []
+    if resume is not None:
+        state = resume.restore(model, task, optimizer, scheduler) or state
+        if state.epoch:
+            log(f"continuing from {resume.path} after epoch {state.epoch}/{epochs}")
+        saver = [resume.saver(model, task, optimizer, scheduler)]
+    # The saver comes after the constraint callbacks, so it saves the constrained weights.
     trainer = Trainer(epochs=epochs, runtime=runtime, grad_clip=cfg.train.grad_clip,
-                      callbacks=[*callbacks, EpochLog(log, epochs)])  # fmt: skip
-    state = trainer.fit(model, task, optimizer, scheduler, data.train, evaluate_test, TrainState())
+                      callbacks=[*callbacks, *saver, EpochLog(log, epochs)])  # fmt: skip
+    state = trainer.fit(model, task, optimizer, scheduler, data.train, evaluate_test, state)
     return state.history, data

@@ -113,3 +113,37 @@ def test_distillation_from_a_teacher_run(run_dir, tmp_path):
     assert student["details"]["student"]["name"] == "softmax"
     assert student["params"] < report["rows"][0]["params"]
     assert student["reload_acc"] == student["test_acc"]
+
+
+def test_an_interrupted_compression_continues_where_it_stopped(run_dir, tmp_path):
+    """Same command, same --out: finished trainings are loaded, the interrupted one continues
+    from its last epoch, and the report equals an uninterrupted run's."""
+    from cnnlab.compression.runner import RESUME_DIR, run_compression
+
+    config = {"steps": [
+        {"name": "prune_magnitude", "sparsity": 0.5, "iterations": 2, "finetune_epochs": 1},
+        {"name": "distill", "student": {"name": "softmax"}, "epochs": 2}]}  # fmt: skip
+    straight = run_compression(run_dir, config, out=tmp_path / "a", log=lambda _m: None,
+                               timing=False)  # fmt: skip
+
+    class Killed(Exception):
+        pass
+
+    def killed_after_first_student_epoch(line: str) -> None:
+        if "train epoch 1/2" in line:
+            raise Killed
+
+    out = tmp_path / "b"
+    with pytest.raises(Killed):
+        run_compression(run_dir, config, out=out, log=killed_after_first_student_epoch,
+                        timing=False)  # fmt: skip
+    assert sorted(p.name for p in (out / RESUME_DIR).iterdir()) == [
+        "step01-1.safetensors", "step01-2.safetensors", "step02-1.safetensors"]  # fmt: skip
+    lines: list[str] = []
+    resumed = run_compression(run_dir, config, out=out, log=lines.append, timing=False)
+    assert not any("finetune epoch" in line for line in lines)  # pruning's were loaded
+    assert any("continuing from" in line and "after epoch 1/2" in line for line in lines)
+    assert [line.split(":")[0].strip() for line in lines if "train epoch" in line] == [
+        "train epoch 2/2"]  # fmt: skip
+    assert [r["test_acc"] for r in resumed["rows"]] == [r["test_acc"] for r in straight["rows"]]
+    assert not (out / RESUME_DIR).exists()  # removed once the report is written

@@ -11,7 +11,9 @@ def register(sub) -> None:
         help="compress a trained run (prune, quantise, binarise, distil, ...) and report",
         description="Apply the steps of a compression config to a run's model; save every "
         "step's model in its real storage format and write report.json / report.md "
-        "(params, non-zeros, bytes on disk, MACs, latency, throughput, test accuracy).",
+        "(params, non-zeros, bytes on disk, MACs, latency, throughput, test accuracy). "
+        "Trainings save OUT/resume/ after every epoch: an interrupted run continues from its "
+        "last finished epoch when the same command is run again.",
     )
     p.add_argument("run_dir", help="training run directory (or its checkpoint.safetensors)")
     p.add_argument("--config", required=True, metavar="FILE", help="compression YAML (steps)")

@@ -10,7 +10,8 @@ fine-tune at about a tenth of the original rate or lower). All training goes thr
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -63,6 +64,14 @@ class CompressContext:
     finetune_cfg: Any  # RunConfig for fine-tuning after a compression step
     data: Any  # DataBundle
     log: Log = print
+    # Per-epoch resume files of the trainings (None: no resume files), keyed by step and call.
+    resume_dir: Path | None = None
+    _where: dict[str, Any] = field(default_factory=lambda: {"step": 0, "call": 0, "key": {}})
+
+    def begin_step(self, index: int, key: Mapping[str, Any]) -> None:
+        """Training calls from now on belong to step ``index``; ``key`` (e.g. the config up to
+        this step) must match for a saved training to be continued."""
+        self._where = {"step": index, "call": 0, "key": dict(key)}
 
     @classmethod
     def from_config(
@@ -115,8 +124,23 @@ class CompressContext:
         def log(line: str) -> None:
             self.log(f"  {what} {line}")
 
+        resume = self._resume_point(what, epochs)
         return train_model(model, cfg, data=self.data, task=task, epochs=epochs, log=log,
-                           callbacks=callbacks)  # fmt: skip
+                           callbacks=callbacks, resume=resume)  # fmt: skip
+
+    def _resume_point(self, what: str, epochs: int):
+        """The next training call's resume file: step k's j-th training is ``stepKK-J``; the
+        fingerprint holds the step's key, the call number, the recipe and the epochs."""
+        from cnnlab.engine.resume import ResumePoint
+
+        where = self._where
+        where["call"] += 1
+        if self.resume_dir is None:
+            return None
+        name = f"step{where['step']:02d}-{where['call']}.safetensors"
+        fingerprint = {**where["key"], "step": where["step"], "call": where["call"],
+                       "recipe": what, "epochs": epochs}  # fmt: skip
+        return ResumePoint(Path(self.resume_dir) / name, fingerprint)
 
     def sample_batches(self, n_batches: int, batch_size: int = 64) -> list[tuple]:
         """``n_batches`` fixed batches of training images, without augmentation (calibration,

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import platform
+import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,9 @@ from cnnlab.compression.storage import load_compressed, save_compressed
 
 Log = Callable[[str], None]
 TOP_KEYS = ("steps", "finetune", "measure")
+#: Where trainings save a checkpoint after every epoch, so an interrupted compression run
+#: continues (same command, same --out) from the last finished epoch; removed at the end.
+RESUME_DIR = "resume"
 MEASURE_DEFAULTS: dict[str, Any] = {"timing": True, "repeats": 7, "batch_sizes": [1, 256],
                                     "threads": None}  # fmt: skip
 
@@ -146,8 +150,9 @@ def _time_rows(rows, models, ctx, measure, log) -> None:
         row["seconds_per_batch"] = {str(b): s for b, s in t.items()}
 
 
-def _apply_steps(steps: list[Step], state: CompressState, ctx, out: Path, data_meta, log):
-    """Run, save, measure and reload-check every step; rows and the models to time."""
+def _apply_steps(steps: list[Step], state: CompressState, ctx, out: Path, data_meta, log, key):
+    """Run, save, measure and reload-check every step; rows and the models to time. ``key``
+    identifies the run and the fine-tuning recipe (for resuming interrupted trainings)."""
     history: list[dict[str, Any]] = []
     original = state.finalized()
     path = _save(out, 0, "original", state, original, data_meta, history)
@@ -155,6 +160,8 @@ def _apply_steps(steps: list[Step], state: CompressState, ctx, out: Path, data_m
     models = {"00-original": original}
     for i, step in enumerate(steps, start=1):
         log(f"step {i}/{len(steps)}: {step.label}")
+        # A training interrupted in this step continues only under the same steps so far.
+        ctx.begin_step(i, {**key, "steps": [{"name": s.name, **s.options} for s in steps[:i]]})
         state = state.clone()
         details = step.run(state, ctx)
         history.append({"name": step.name, "options": step.options})
@@ -183,9 +190,11 @@ def run_compression(
         raise CompressionError(f"{out} already holds a compression report; choose another --out")
     cfg, model, meta = load_run(run_dir, data_dir)
     ctx = CompressContext.from_config(cfg, conf["finetune"], log)
+    ctx.resume_dir = out / RESUME_DIR
     data_meta = {k: v for k, v in meta["data"].items() if k != "data_dir"}
     state = CompressState(model=model, spec=meta["model"])
-    rows, models = _apply_steps(conf["steps"], state, ctx, out, data_meta, log)
+    key = {"run_sha256": meta.get("sha256"), "finetune": conf["finetune"]}
+    rows, models = _apply_steps(conf["steps"], state, ctx, out, data_meta, log, key)
     if measure["timing"]:
         _time_rows(rows, models, ctx, measure, log)
     add_ratios(rows)
@@ -193,6 +202,7 @@ def run_compression(
     report = {"run": str(run_dir), "model": meta["model"], "data": data_meta, "rows": rows,
               "config": config, "env": _env(measure), "notes": _notes(rows)}  # fmt: skip
     write_reports(out, report)
+    shutil.rmtree(ctx.resume_dir, ignore_errors=True)  # the report is out: nothing to resume
     return report
 
 
