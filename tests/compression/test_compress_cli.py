@@ -147,3 +147,22 @@ def test_an_interrupted_compression_continues_where_it_stopped(run_dir, tmp_path
         "train epoch 2/2"]  # fmt: skip
     assert [r["test_acc"] for r in resumed["rows"]] == [r["test_acc"] for r in straight["rows"]]
     assert not (out / RESUME_DIR).exists()  # removed once the report is written
+
+
+def test_a_resume_file_of_another_config_is_refused_by_name(run_dir, tmp_path, capsys):
+    out, cfg = tmp_path / "out", tmp_path / "c.yaml"
+    cfg.write_text("steps: [{name: finetune, epochs: 2}]")
+    argv = ["compress", str(run_dir), "--config", str(cfg), "--out", str(out), "--no-timing"]
+    from cnnlab.compression.runner import RESUME_DIR, run_compression
+
+    def killed(line: str) -> None:
+        if "epoch 1/2" in line:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_compression(run_dir, cfg, out=out, log=killed, timing=False)
+    cfg.write_text("steps: [{name: finetune, epochs: 3}]")
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"{RESUME_DIR}/step01-1.safetensors: saved by a different training" in err
+    assert "delete the file" in err and not (out / "report.json").exists()
