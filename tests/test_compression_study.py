@@ -24,10 +24,17 @@ def test_finished_studies_are_reused_and_a_changed_one_is_refused(tmp_path, load
     assert [r["study"] for r in again] == ["vgg-int8", "vgg-lowrank"]
     assert again[0]["rows"] == first[0]["rows"]  # read back, not recomputed
 
-    assert study.main([*args, "--summarize"]) == 0  # every study known, only two finished
+    published = tmp_path / "published"
+    # every study known, only two finished; their reports and configs published
+    assert study.main([*args, "--summarize", "--publish", str(published)]) == 0
     summary = json.loads((tmp_path / "study.json").read_text())["results"]
     assert [r["study"] for r in summary] == ["vgg-int8", "vgg-lowrank"]
     assert "Not run yet: vgg-prune-kmeans, vgg-filters-l1" in (tmp_path / "study.md").read_text()
+    files = [f"{s}/{f}" for s in ("vgg-int8", "vgg-lowrank")
+             for f in ("config.yaml", "report.json", "report.md")]  # fmt: skip
+    got = sorted(p.relative_to(published).as_posix() for p in published.rglob("*.*"))
+    assert got == ["study.json", "study.md", *files]
+    assert (published / "study.md").read_text() == (tmp_path / "study.md").read_text()
 
     with pytest.raises(SystemExit, match="another config or run"):
         study.main(["--smoke", "--threads", "1", "--out", str(tmp_path), "--only", "vgg-int8"])

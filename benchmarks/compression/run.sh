@@ -4,7 +4,7 @@
 # Resumable: a finished study is reused (run_study.py), so an interrupted run.sh just restarts.
 #   benchmarks/compression/run.sh DATA_DIR [OUT]
 # The compressed models stay in OUT (default runs/compression, not committed); the summary
-# (study.md/json) and every study's report.{md,json} are copied to benchmarks/compression/results/.
+# (study.md/json) and every study's report.{md,json} and config go to benchmarks/compression/results/.
 set -euo pipefail
 data=${1:?usage: run.sh DATA_DIR [OUT]}
 out=${2:-runs/compression}
@@ -30,13 +30,6 @@ trap - EXIT
 # int8 is a speed claim: time it with nothing else running.
 rm -rf "$out/vgg-int8" "$out/resnet-int8"
 OMP_NUM_THREADS=1 "${study[@]}" --only vgg-int8 resnet-int8
-OMP_NUM_THREADS=1 "${study[@]}"     # reuses every study; writes the full summary
-mkdir -p "$here/results"
-cp "$out/study.md" "$out/study.json" "$here/results/"
-for dir in "$out"/*/; do
-  name=$(basename "$dir")
-  [ -f "$dir/report.md" ] || continue
-  mkdir -p "$here/results/$name"
-  cp "$dir/report.md" "$dir/report.json" "$here/results/$name/"
-  cp "$out/configs/$name.yaml" "$here/results/$name/config.yaml"
-done
+# Reuses every study; writes the full summary and copies it, with every study's report and
+# config, to results/ (the compressed models stay in OUT).
+OMP_NUM_THREADS=1 "${study[@]}" --publish "$here/results"

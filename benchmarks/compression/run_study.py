@@ -256,6 +256,9 @@ def main(argv: list[str] | None = None) -> int:
         help="only summarise the studies finished so far; run nothing",
     )
     p.add_argument("--no-timing", action="store_true", help="skip latency/throughput timing")
+    p.add_argument("--publish", metavar="DIR",
+                   help="copy the summary and every finished study's report and config to DIR "
+                   "(the committed benchmarks/compression/results)")  # fmt: skip
     args = p.parse_args(argv)
     if not args.smoke and not (args.vgg and args.resnet):
         p.error("--vgg and --resnet are required (or --smoke)")
@@ -264,8 +267,25 @@ def main(argv: list[str] | None = None) -> int:
     results = run_all(args)
     argv = [sys.argv[0], *(argv if argv is not None else sys.argv[1:])]
     write_summary(out, results, argv, smoke=args.smoke, only=args.only)
+    if args.publish:
+        publish(out, [r["study"] for r in results], Path(args.publish))
     print((out / "study.md").read_text())
     return 0
+
+
+def publish(out: Path, names: list[str], dest: Path) -> None:
+    """Copy study.md/json and each named study's report.{md,json} and config to ``dest``
+    (the compressed models themselves, tens of MB, stay in ``out``)."""
+    import shutil
+
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("study.md", "study.json"):
+        shutil.copy2(out / name, dest / name)
+    for name in names:
+        (dest / name).mkdir(exist_ok=True)
+        for report in ("report.md", "report.json"):
+            shutil.copy2(out / name / report, dest / name / report)
+        shutil.copy2(out / "configs" / f"{name}.yaml", dest / name / "config.yaml")
 
 
 if __name__ == "__main__":
