@@ -92,9 +92,10 @@ class Registry:
             )
 
     def describe(self, name: str) -> str:
-        """First line of the builder's docstring (used by ``cnnlab list``)."""
+        """The first paragraph of the builder's docstring on one line (``cnnlab list``), so a
+        summary wrapped over two source lines is not cut in the middle."""
         doc = inspect.getdoc(self.get(name)) or ""
-        return doc.splitlines()[0] if doc else ""
+        return " ".join(doc.split("\n\n")[0].split())
 
     def names(self) -> list[str]:
         return sorted(self._items)

@@ -128,8 +128,10 @@ def kmeans(
     *, bits: int = 4, conv_bits: int | None = None, linear_bits: int | None = None,
     layers: str = "all", finetune_epochs: int = 1, codebook_grad: str = "mean",
 ) -> Step:  # fmt: skip
-    """k-means weight sharing per layer (Deep Compression), then codebook fine-tuning with each
-    centroid's gradient the mean (default) or the sum of its weights' gradients."""
+    """k-means weight sharing per layer (Deep Compression), then codebook fine-tuning.
+
+    Each centroid moves by the mean (default) or the sum of its weights' gradients
+    (``codebook_grad``)."""
     for opt, v in (("bits", bits), ("conv_bits", conv_bits), ("linear_bits", linear_bits)):
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 8):
             raise ValueError(f"{opt} must be an integer from 1 to 8, got {v!r}")
@@ -152,8 +154,10 @@ def product_quantize_step(
     *, sub: int = 4, k: int = 16, skip_head: bool = False, finetune_epochs: int = 1,
     codebook_grad: str = "mean",
 ) -> Step:  # fmt: skip
-    """Product quantisation of Linear layers (sub-vector codebooks), then fine-tuning of the
-    code vectors (gradients averaged over the rows sharing one, or summed: ``codebook_grad``)."""
+    """Product quantisation of Linear layers (sub-vector codebooks), then fine-tuning.
+
+    Each code vector moves by the mean (default) or the sum of the gradients of the rows
+    sharing it (``codebook_grad``)."""
     options = {"sub": check_int("sub", sub, 1), "k": check_int("k", k, 2),
                "skip_head": bool(skip_head),
                "finetune_epochs": check_int("finetune_epochs", finetune_epochs),
