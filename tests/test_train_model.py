@@ -34,3 +34,18 @@ def test_sample_notice_in_full_once_then_a_reminder(tmp_path, monkeypatch):
         load_run_dataset(cfg, log=lines.append)
     assert len(lines) == 2 and "cnnlab data fetch fashion-mnist" in lines[0]
     assert lines[1] == "note: fashion-mnist: embedded sample, not the full set (see the note above)"
+
+
+def test_a_teacher_inside_the_task_runs_in_the_runtime_memory_format(tiny_cfg):
+    from cnnlab.compression.distillation import DistillationTask
+
+    cfg = tiny_cfg(train={"epochs": 1, "channels_last": "on"})
+    spec = {"name": "cnn2", "params": {}, "num_classes": 4, "in_chans": 1, "input_size": 12}
+    teacher, student = build_model_from_spec(spec), build_model_from_spec(spec)
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    history, _ = train_model(student, cfg, task=DistillationTask(teacher), log=lambda m: None)
+    assert len(history) == 1
+    convs = [m for m in teacher.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs[-1].in_channels > 1  # (with one input channel NCHW is NHWC too)
+    assert all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
+    assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())  # frozen

