@@ -20,7 +20,6 @@ from cnnlab.engine.callbacks import (
     TensorBoardLogger,
 )
 from cnnlab.engine.checkpoint import (
-    CheckpointError,
     atomic_write_bytes,
     load_checkpoint,
     save_checkpoint,
@@ -85,18 +84,11 @@ class TrainingRun:
 
     def restore(self) -> TrainState:
         ckpt = load_checkpoint(self.rd.checkpoint)
-        ckpt.load_model(self.model)
-        ckpt.load_module("task", self.task)
-        ckpt.load_optimizer(self.optimizer)
-        if "scheduler" in ckpt.meta:
-            self.scheduler.load_state_dict(ckpt.meta["scheduler"])
-        ckpt.restore_rng(self.dist.rank)
+        state = ckpt.restore_training(self.model, self.task, self.optimizer, self.scheduler,
+                                      self.dist.rank)  # fmt: skip
         factor = getattr(self.scheduler, "factor", None)
         if "schedule_factor" in ckpt.meta and hasattr(factor, "load_state_dict"):
             factor.load_state_dict(ckpt.meta["schedule_factor"])
-        if "state" not in ckpt.meta:
-            raise CheckpointError(f"{self.rd.checkpoint}: holds no training state (cannot resume)")
-        state = TrainState.from_dict(ckpt.meta["state"])
         if self.rd.file(BEST).is_file():  # early stopping's best weights so far
             from safetensors.torch import load_file
 

@@ -174,6 +174,23 @@ class Checkpoint:
         ]  # JSON has no tuples (Adam's betas); restore the types the optimiser uses
         optimizer.load_state_dict({"state": state, "param_groups": groups})
 
+    def restore_training(
+        self, model: nn.Module, task: nn.Module, optimizer: torch.optim.Optimizer,
+        scheduler: Any, rank: int = 0,
+    ) -> Any:  # fmt: skip
+        """Load model, task, optimiser, scheduler and RNG state; the saved ``TrainState``."""
+        from cnnlab.engine.state import TrainState
+
+        if "state" not in self.meta:
+            raise CheckpointError(f"{self.path}: holds no training state (cannot resume)")
+        self.load_model(model)
+        self.load_module("task", task)
+        self.load_optimizer(optimizer)
+        if "scheduler" in self.meta:
+            scheduler.load_state_dict(self.meta["scheduler"])
+        self.restore_rng(rank)
+        return TrainState.from_dict(self.meta["state"])
+
     def restore_rng(self, rank: int = 0) -> None:
         key = f"rng.torch.{rank}"
         if key in self.tensors:

@@ -50,14 +50,7 @@ class ResumePoint:
                 f"{self.path}: saved by a different training (saved: {json.dumps(saved)}; this "
                 f"one: {json.dumps(wanted)}); delete the file to start this training over"
             )
-        if "state" not in ckpt.meta:
-            raise CheckpointError(f"{self.path}: holds no training state (cannot resume)")
-        ckpt.load_model(model)
-        ckpt.load_module("task", task)
-        ckpt.load_optimizer(optimizer)
-        scheduler.load_state_dict(ckpt.meta["scheduler"])
-        ckpt.restore_rng()
-        return TrainState.from_dict(ckpt.meta["state"])
+        return ckpt.restore_training(model, task, optimizer, scheduler)
 
     def saver(
         self, model: nn.Module, task: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any
