@@ -56,22 +56,29 @@ def test_readme_blocks_are_up_to_date(summarize):
 
 def test_budget_runs_are_judged_on_accuracy_and_time(summarize):
     s = summarize
-    fast = {"test_acc": 0.9504, "train_seconds": 59 * 60, "epochs": 25, "env": {"torch_threads": 2}}
+    env = {"torch_threads": 2, "cpu_capability": "AVX512"}
+    fast = {"test_acc": 0.9504, "train_seconds": 59 * 60, "epochs": 25, "env": env,
+            "precision": "bf16"}  # fmt: skip
     slow = {"test_acc": 0.9504, "train_seconds": 61 * 60, "epochs": 25, "env": {}}
-    weak = {"test_acc": 0.9123, "train_seconds": 150.0, "epochs": 2, "env": {"torch_threads": 2}}
-    lines = s.budget_lines({"vgg_small_60min": fast, "cnn2_3min": weak})
-    cnn2, first, vgg = lines[2], lines[3], lines[4]
-    cells = [">= 93% in <= 3 min", "91.23%", "", "2.5", "2", "2", "NOT met |"]
-    assert cnn2.split(" | ")[1:] == cells
-    assert first.startswith("| [vgg_small_60min/attempt1]") and "not yet measured" in first
-    cells = [">= 95% in <= 60 min", "95.04%", "", "59.0", "25", "2", "met |"]
-    assert vgg.split(" | ")[1:] == cells
-    assert "| NOT met |" in s.budget_lines({"vgg_small_60min": slow})[4]  # accurate but too slow
-    assert "not yet measured" in s.budget_lines({})[4]
+    weak = {"test_acc": 0.9123, "train_seconds": 150.0, "epochs": 2, "precision": "fp32",
+            "env": {"torch_threads": 2, "cpu_capability": "AVX2"}}  # fmt: skip
+    lines = s.budget_lines({"vgg_small_60min": fast, "cnn2_3min/avx2": weak})
+    rows = {line.split(" | ")[0].split("]")[0][3:]: line for line in lines[2:]}
+    assert list(rows) == list(s.BUDGETS)
+    cells = [">= 93% in <= 3 min", "91.23%", "", "2.5", "2", "AVX2 / fp32 / 2", "NOT met |"]
+    assert rows["cnn2_3min/avx2"].split(" | ")[1:] == cells
+    assert "not yet measured" in rows["cnn2_3min"]
+    assert "not yet measured" in rows["vgg_small_60min/attempt1"]
+    cells = [">= 95% in <= 60 min", "95.04%", "", "59.0", "25", "AVX512 / bf16 / 2", "met |"]
+    assert rows["vgg_small_60min"].split(" | ")[1:] == cells
+    vgg = len(s.BUDGETS) + 1  # the vgg_small_60min line (after the header and rule)
+    slow_row = s.budget_lines({"vgg_small_60min": slow})[vgg]
+    assert "| ? / ? / ? | NOT met |" in slow_row  # accurate but too slow; machine unknown
+    assert "not yet measured" in s.budget_lines({})[vgg]
     assert "Time budgets" in s.block(None, None, {"cnn2_3min": weak})
     # the flip-TTA column: named in the result only when it alone reaches the target in time
     near = fast | {"test_acc": 0.9499, "tta": {"test_acc": 0.9504}}
-    row = s.budget_lines({"vgg_small_60min": near})[4]
+    row = s.budget_lines({"vgg_small_60min": near})[vgg]
     assert "| 94.99% | 95.04% |" in row and "NOT met by the single view; met with flip TTA" in row
     late = slow | {"tta": {"test_acc": 0.96}}
-    assert s.budget_lines({"vgg_small_60min": late})[4].endswith("| NOT met |")
+    assert s.budget_lines({"vgg_small_60min": late})[vgg].endswith("| NOT met |")

@@ -43,7 +43,7 @@ def main(path: str = str(Path(__file__).with_name("results.json"))) -> None:
     }
     lines += ["", "Mean final test accuracy: " + "; ".join(
         f"{mv[0]} {mv[1]} {100 * a:.2f}%" for mv, a in mean_acc.items())]  # fmt: skip
-    out = Path(path).with_name("results.md")
+    out = Path(path).with_suffix(".md")  # results.json -> results.md, results_avx2.json -> ...md
     out.write_text("\n".join(lines) + "\n")
     print(out.read_text())
 
