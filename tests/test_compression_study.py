@@ -36,6 +36,17 @@ def test_finished_studies_are_reused_and_a_changed_one_is_refused(tmp_path, load
     assert got == ["study.json", "study.md", *files]
     assert (published / "study.md").read_text() == (tmp_path / "study.md").read_text()
 
+    # --retime times the finished studies' saved models again and runs nothing else
+    capsys.readouterr()
+    assert study.main([*args, "--retime", "--only", "vgg-int8", "vgg-filters-l1"]) == 0
+    err = capsys.readouterr().err
+    assert "vgg-int8: timing its saved models again" in err
+    assert "vgg-filters-l1: not run yet (--retime)" in err
+    retimed = json.loads((tmp_path / "vgg-int8" / "study.json").read_text())
+    assert retimed["rows"][1]["throughput_b256"] > 0 and retimed["retimed"]
+    assert [r["test_acc"] for r in retimed["rows"]] == [r["test_acc"] for r in first[0]["rows"]]
+    assert not (tmp_path / "vgg-filters-l1").exists()
+
     with pytest.raises(SystemExit, match="another config or run"):
         study.main(["--smoke", "--threads", "1", "--out", str(tmp_path), "--only", "vgg-int8"])
 

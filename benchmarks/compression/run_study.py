@@ -20,7 +20,9 @@ Usage::
 shrinks every epoch count to 1 and the timing to 3 repetitions: it checks the plumbing and
 gives real timing figures (same input shape), not meaningful accuracies. ``--summarize``
 writes the summary from the studies finished so far (a long study is summarised while its
-remaining studies still wait) and names the ones not run yet.
+remaining studies still wait) and names the ones not run yet. ``--retime`` times the saved
+models of the finished studies again (studies run two at a time on two cores are timed under
+load; run.sh re-times all of them once the machine is quiet) and runs nothing else.
 """
 
 from __future__ import annotations
@@ -58,6 +60,11 @@ def studies(smoke: bool) -> list[dict[str, Any]]:
         *[{"name": f"vgg-binary-{m}", "run": "vgg", "config": {"steps": [
             {"name": "binarize", "mode": m, "epochs": 1 if smoke else 5}]}}
           for m in ("binaryconnect", "bnn", "xnor")],
+        # "xnor" above binarises the weights only (with alpha: the paper's Binary-Weight-Network);
+        # this one binarises the inputs too, XNOR-Net proper (without the K scaling map).
+        {"name": "vgg-binary-xnor-inputs", "run": "vgg", "config": {"steps": [
+            {"name": "binarize", "mode": "xnor", "binary_inputs": True,
+             "epochs": 1 if smoke else 5}]}},
         {"name": "resnet-prune", "run": "resnet", "config": {"finetune": ft, "steps": [
             {"name": "prune_magnitude", "sparsity": 0.8, "iterations": 3, "finetune_epochs": e},
             {"name": "kmeans", "bits": 4, "finetune_epochs": e, "codebook_grad": "mean"}]}},
@@ -110,9 +117,15 @@ def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
         command = ["cnnlab", "compress", run, "--config", str(cfg_path), "--out", str(dest)]
         command += ["--data-dir", args.data_dir] if args.data_dir else []
         finished = _finished(dest, {"config": config, "run": run})
+        if finished and args.retime:
+            print(f"== {study['name']}: timing its saved models again", file=sys.stderr, flush=True)
+            finished = _retime(dest)
         if finished:
             print(f"== {study['name']}: finished before, reusing {dest}", file=sys.stderr)
             results.append(finished)
+            continue
+        if args.retime:
+            print(f"== {study['name']}: not run yet (--retime)", file=sys.stderr)
             continue
         if args.summarize:
             print(f"== {study['name']}: not run yet (--summarize)", file=sys.stderr)
@@ -161,6 +174,19 @@ def _finished(dest: Path, key: dict[str, Any]) -> dict[str, Any] | None:
     if {k: result.pop(k) for k in key} != json.loads(json.dumps(key, default=str)):
         raise SystemExit(f"{dest} holds this study with another config or run; use another --out")
     return result
+
+
+def _retime(dest: Path) -> dict[str, Any]:
+    """Time a finished study's saved models again (``retime_compression``) and update its
+    study.json; the result as ``_finished`` returns it."""
+    from cnnlab.compression.runner import retime_compression
+    from cnnlab.engine.checkpoint import atomic_write_text
+
+    report = retime_compression(dest, log=lambda m: print(f"   {m}", file=sys.stderr, flush=True))
+    saved = json.loads((dest / "study.json").read_text())
+    saved.update(rows=report["rows"], env=report["env"], retimed=report["retimed"])
+    atomic_write_text(dest / "study.json", json.dumps(saved, default=str))
+    return {k: v for k, v in saved.items() if k not in ("config", "run")}
 
 
 def _final(results, name):
@@ -256,6 +282,9 @@ def main(argv: list[str] | None = None) -> int:
         help="only summarise the studies finished so far; run nothing",
     )
     p.add_argument("--no-timing", action="store_true", help="skip latency/throughput timing")
+    p.add_argument("--retime", action="store_true",
+                   help="time the finished studies' saved models again (on a quiet machine) and "
+                   "update their reports; runs nothing else")  # fmt: skip
     p.add_argument("--publish", metavar="DIR",
                    help="copy the summary and every finished study's report and config to DIR "
                    "(the committed benchmarks/compression/results)")  # fmt: skip

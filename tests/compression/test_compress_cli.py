@@ -166,3 +166,29 @@ def test_a_resume_file_of_another_config_is_refused_by_name(run_dir, tmp_path, c
     err = capsys.readouterr().err
     assert f"{RESUME_DIR}/step01-1.safetensors: saved by a different training" in err
     assert "delete the file" in err and not (out / "report.json").exists()
+
+
+def test_retime_times_the_saved_models_and_keeps_every_other_figure(run_dir, tmp_path):
+    from cnnlab.compression.runner import retime_compression
+    from cnnlab.compression.state import CompressionError
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("measure: {repeats: 1, batch_sizes: [1, 4]}\n"
+                   "steps: [{name: prune_magnitude, sparsity: 0.5}, {name: int8}]\n")  # fmt: skip
+    out = tmp_path / "out"
+    assert main(["compress", str(run_dir), "--config", str(cfg), "--out", str(out),
+                 "--no-timing"]) == 0  # fmt: skip
+    before = json.loads((out / "report.json").read_text())
+    assert all("latency_b1_ms" not in r for r in before["rows"])  # never timed
+    logged = []
+    after = retime_compression(out, log=logged.append)
+    assert json.loads((out / "report.json").read_text()) == json.loads(json.dumps(after))
+    assert logged == ["timing 3 models, 1 interleaved repetitions"]
+    for old, new in zip(before["rows"], after["rows"], strict=True):
+        assert new["latency_b1_ms"] > 0 and set(new["seconds_per_batch"]) == {"1", "4"}
+        keep = ("file", "params", "nonzero", "bytes", "macs", "test_acc", "reload_acc")
+        assert {k: new[k] for k in keep} == {k: old[k] for k in keep}
+    assert after["rows"][0]["speedup_b256"] is None  # no batch 256 in this config
+    assert "re-timed" in (out / "report.md").read_text()
+    with pytest.raises(CompressionError, match="no report.json"):
+        retime_compression(tmp_path)

@@ -50,12 +50,14 @@ def add_ratios(rows: list[dict[str, Any]]) -> None:
 def markdown(report: dict[str, Any]) -> str:
     """The report as a Markdown page with the main table."""
     rows = report["rows"]
+    retimed = f", re-timed {report['retimed']} from the saved models" if "retimed" in report else ""
     lines = [
         f"# Compression of {report['run']}",
         "",
         f"Model `{report['model']['name']}`, test set of {report['data'].get('dataset', '?')}. "
         "Bytes are the saved files; MACs per image; timing is the median of interleaved "
-        f"repetitions on {report['env']['threads']} CPU thread(s) ({report['env']['cpu']}).",
+        f"repetitions on {report['env']['threads']} CPU thread(s) ({report['env']['cpu']})"
+        f"{retimed}.",
         "",
         "| " + " | ".join(title for _, title in COLUMNS) + " |",
         "|" + "|".join("---" for _ in COLUMNS) + "|",
