@@ -203,7 +203,11 @@ def run_evaluation(
     spec, dmeta = ckpt.meta["model"], ckpt.meta["data"]
     model = build_model_from_spec(spec)
     ckpt.load_model(model)
-    runtime = resolve_runtime(TrainConfig(), model)
+    # The run's own precision and memory layout (a run trained in fp32 is evaluated in fp32
+    # even where "auto" would pick bf16), on this machine's device.
+    saved = (ckpt.meta.get("config") or {}).get("train", {})
+    as_trained = {k: saved[k] for k in ("precision", "channels_last") if k in saved}
+    runtime = resolve_runtime(TrainConfig(**as_trained), model)
     model = runtime.prepare_model(model)
     if tta is not None:
         from cnnlab.ensembles.tta import TTA
@@ -248,6 +252,7 @@ def run_evaluation(
         "params": n_params,
         "train_seconds": ckpt.meta.get("state", {}).get("train_seconds"),
         "infer_images_per_s": res.images_per_second,
+        "precision": runtime.precision,
         split: res.report(),
     }
 

@@ -13,6 +13,9 @@ TINY = [
     "--set", "data.params.train_size=128", "--set", "data.params.test_size=32",
     "--set", "data.params.image_size=12", "--set", "data.batch_size=32",
 ]  # fmt: skip
+# For comparisons with a float32 computation by hand: precision "auto" picks bf16 autocast on a
+# CPU with native bf16 (the AVX-512 machine), and one image of 128 can then change its class.
+TINY_FP32 = [*TINY, "--set", "train.precision=fp32"]
 
 
 def _last_json(out: str) -> dict:
@@ -125,7 +128,7 @@ def test_eval_on_the_training_set_matches_a_hand_evaluation(tmp_path, capsys):
     import torch
 
     run = tmp_path / "run"
-    assert main(["train", *TINY, "--out", str(run)]) == 0
+    assert main(["train", *TINY_FP32, "--out", str(run)]) == 0
     assert main(["eval", str(run), "--split", "train", "--json"]) == 0
     out = capsys.readouterr().out
     got = _last_json(out)
@@ -147,7 +150,7 @@ def test_eval_with_flip_tta_matches_averaging_an_image_and_its_mirror(tmp_path, 
 
     assert TTA_PRESETS == PRESETS  # the CLI's copy, kept so it starts without torch
     run = tmp_path / "run"
-    assert main(["train", *TINY, "--out", str(run)]) == 0
+    assert main(["train", *TINY_FP32, "--out", str(run)]) == 0
     assert main(["eval", str(run), "--tta", "flip", "--json"]) == 0
     out = capsys.readouterr().out
     got = _last_json(out)
@@ -161,3 +164,14 @@ def test_eval_with_flip_tta_matches_averaging_an_image_and_its_mirror(tmp_path, 
     expected_loss = torch.nn.functional.nll_loss(probs.log(), data.test_labels).item()
     assert got["test_acc"] == pytest.approx(expected_acc, abs=1e-6)
     assert got["test_loss"] == pytest.approx(expected_loss, rel=1e-4)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_eval_uses_the_precision_the_run_trained_with(precision, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "--set", f"train.precision={precision}", "--out", str(run)]) == 0
+    assert main(["eval", str(run), "--json"]) == 0
+    got = _last_json(capsys.readouterr().out)
+    assert got["precision"] == precision
+    # and so reproduces the run's own test accuracy, whatever "auto" picks on this machine
+    assert got["test_acc"] == json.loads((run / "metrics.json").read_text())["test_acc"]
