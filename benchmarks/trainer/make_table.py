@@ -43,9 +43,32 @@ def main(path: str = str(Path(__file__).with_name("results.json"))) -> None:
     }
     lines += ["", "Mean final test accuracy: " + "; ".join(
         f"{mv[0]} {mv[1]} {100 * a:.2f}%" for mv, a in mean_acc.items())]  # fmt: skip
+    profile = f"profile{Path(path).stem.removeprefix('results')}.md"  # profile_avx2.md, ...
+    lines += ["", *target_lines(data, profile)]
     out = Path(path).with_suffix(".md")  # results.json -> results.md, results_avx2.json -> ...md
     out.write_text("\n".join(lines) + "\n")
     print(out.read_text())
+
+
+TARGET = 2.0  # the foundation issue: at least 2x the plain loop's training throughput
+
+
+def target_lines(data: dict, profile: str = "profile.md") -> list[str]:
+    """The verdict per model and cnnlab variant against the 2x target; a miss says by how much
+    and points at the profile of where a step's time goes."""
+    lines = [f"Target: at least {TARGET:g}x the plain loop's training images/s."]
+    for model, block in data["models"].items():
+        for variant, s in block["summary"].items():
+            if variant == "plain":
+                continue
+            ratio = s["speedup_vs_plain"]
+            if ratio >= TARGET:
+                lines.append(f"- {model} {variant}: {ratio:.2f}x, met.")
+            else:
+                lines.append(f"- {model} {variant}: {ratio:.2f}x, missed by {TARGET - ratio:.2f}x "
+                             f"({100 * (1 - ratio / TARGET):.0f}% short); where the time goes: "
+                             f"{profile}, discussed in README.md.")  # fmt: skip
+    return lines
 
 
 if __name__ == "__main__":
