@@ -44,6 +44,8 @@ def main(path: str = str(Path(__file__).with_name("results.json"))) -> None:
     lines += ["", "Mean final test accuracy: " + "; ".join(
         f"{mv[0]} {mv[1]} {100 * a:.2f}%" for mv, a in mean_acc.items())]  # fmt: skip
     profile = f"profile{Path(path).stem.removeprefix('results')}.md"  # profile_avx2.md, ...
+    if not Path(path).with_name(profile).is_file():
+        profile = "profile.md"
     lines += ["", *target_lines(data, profile)]
     out = Path(path).with_suffix(".md")  # results.json -> results.md, results_avx2.json -> ...md
     out.write_text("\n".join(lines) + "\n")

@@ -80,6 +80,7 @@ def cmd_train(args) -> int:
     try:
         out = Path(D.broadcast_object(str(out), dist))  # one timestamped name for all ranks
         metrics = run_training(cfg, out, resume=args.resume, log=log, stream=sys.stderr, dist=dist)
+        D.shutdown(clean=True)
     finally:
         D.shutdown()
     if not dist.is_main:

@@ -5,9 +5,10 @@ default x86 qconfig mapping: per-channel symmetric int8 weights, per-tensor affi
 activations from histogram observers; conv-BN(-ReLU) and linear-BN pairs are fused first.
 Calibration runs a few batches of training images through the observed model. At batch 256
 on one thread (benchmarks/compression/results/study.md) the converted vgg_small runs 5.8x the
-fp32 throughput on an AVX-512 EPYC with VNNI and ran 2.1x on an AVX2-only one. torch marks ``torch.ao.quantization`` as
-deprecated in favour of the PT2E flow in torchao, which torch 2.13 alone does not ship; the FX
-flow still works here, and its warnings are silenced where it is called.
+fp32 throughput on an AVX-512 EPYC with VNNI and ran 2.1x on an AVX2-only one. torch marks
+``torch.ao.quantization`` as deprecated in favour of the PT2E flow in torchao, which torch 2.13
+alone does not ship; the FX flow still works here, and its warnings are silenced where it is
+called.
 
 Storage: the converted model's state dict, with every quantized tensor as its int8/uint8
 integer values plus scales and zero points (per channel or per tensor). Loading rebuilds the
