@@ -116,10 +116,11 @@ def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
         cfg_path = out / "configs" / f"{study['name']}.yaml"
         command = ["cnnlab", "compress", run, "--config", str(cfg_path), "--out", str(dest)]
         command += ["--data-dir", args.data_dir] if args.data_dir else []
-        finished = _finished(dest, {"config": config, "run": run})
+        key = {"config": config, "run": run}
+        finished = _finished(dest, key)
         if finished and args.retime:
             print(f"== {study['name']}: timing its saved models again", file=sys.stderr, flush=True)
-            finished = _retime(dest)
+            finished = _retime(dest, key)
         if finished:
             print(f"== {study['name']}: finished before, reusing {dest}", file=sys.stderr)
             results.append(finished)
@@ -176,7 +177,7 @@ def _finished(dest: Path, key: dict[str, Any]) -> dict[str, Any] | None:
     return result
 
 
-def _retime(dest: Path) -> dict[str, Any]:
+def _retime(dest: Path, key: dict[str, Any]) -> dict[str, Any]:
     """Time a finished study's saved models again (``retime_compression``) and update its
     study.json; the result as ``_finished`` returns it."""
     from cnnlab.compression.runner import retime_compression
@@ -186,7 +187,7 @@ def _retime(dest: Path) -> dict[str, Any]:
     saved = json.loads((dest / "study.json").read_text())
     saved.update(rows=report["rows"], env=report["env"], retimed=report["retimed"])
     atomic_write_text(dest / "study.json", json.dumps(saved, default=str))
-    return {k: v for k, v in saved.items() if k not in ("config", "run")}
+    return _finished(dest, key)
 
 
 def _final(results, name):

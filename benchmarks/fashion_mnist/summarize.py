@@ -124,9 +124,8 @@ def budget_lines(runs: dict[str, dict[str, Any] | None]) -> list[str]:
         with_tta = f"{100 * tta['test_acc']:.2f}%" if tta else ""
         # a time budget means little without the machine: the project's CPU changed once
         env = run["env"]
-        machine = f"{env.get('cpu_capability', '?')} / {run.get('precision', '?')} / " + str(
-            env.get("torch_threads", "?")
-        )
+        parts = (env.get("cpu_capability"), run.get("precision"), env.get("torch_threads"))
+        machine = " / ".join("?" if v is None else str(v) for v in parts)
         lines.append(
             f"| {link} | {target} | {100 * run['test_acc']:.2f}% "
             f"| {with_tta} | {took:.1f} | {run['epochs']} | {machine} | {result} |"

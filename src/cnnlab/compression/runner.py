@@ -222,14 +222,11 @@ def retime_compression(out: str | Path, *, log: Log = print) -> dict[str, Any]:
     if not path.is_file():
         raise CompressionError(f"{out}: no report.json, so no finished compression to re-time")
     report = json.loads(path.read_text(encoding="utf-8"))
-    measure = report["config"]["measure"]
-    models, spec = {}, None
-    for row in report["rows"]:
-        model, meta = load_compressed(out / row["file"])
-        models[Path(row["file"]).stem] = model
-        spec = meta["model"]
-    _time_rows(report["rows"], models, (spec["in_chans"], spec["input_size"], spec["input_size"]),
-               measure, log)  # fmt: skip
+    measure, spec = report["config"]["measure"], report["model"]
+    files = [row["file"] for row in report["rows"]]
+    models = {Path(f).stem: load_compressed(out / f)[0] for f in files}
+    input_size = (spec["in_chans"], spec["input_size"], spec["input_size"])
+    _time_rows(report["rows"], models, input_size, measure, log)
     add_ratios(report["rows"])
     report["env"] = _env(measure)
     report["retimed"] = time.strftime("%Y-%m-%d %H:%M:%S")
