@@ -77,7 +77,7 @@ def test_changed_config_in_same_out_dir_is_refused(tmp_path):
     preset, plan = plan_compare("case-study", models=["softmax"], overrides=SYNTH, epochs=1)
     run_compare(preset, plan, tmp_path, log=lambda m: None)
     preset, plan2 = plan_compare("case-study", models=["softmax"], overrides=SYNTH, epochs=2)
-    from cnnlab.reports.rundir import RunDirError
+    from cnnlab.engine.rundir import RunDirError
 
     with pytest.raises(RunDirError, match="different config"):
         run_compare(preset, plan2, tmp_path, log=lambda m: None)
@@ -105,7 +105,7 @@ def test_notes_explain_train_vs_test_gaps():
 
 
 def test_train_set_accuracy_is_measured_once_and_matches_eval(tmp_path):
-    from cnnlab.pipeline import run_evaluation
+    from cnnlab.training.spine import run_evaluation
 
     preset, plan = plan_compare("case-study", models=["cnn1"], overrides=SYNTH, epochs=1)
     logs: list[str] = []

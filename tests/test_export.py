@@ -7,7 +7,7 @@ import json
 import pytest
 
 from cnnlab.cli.main import main
-from cnnlab.pipeline import run_training
+from cnnlab.training.spine import run_training
 
 
 def _run(tmp_path, tiny_cfg, **sections):

@@ -12,7 +12,7 @@ from cnnlab.engine.finetune import model_stages
 from cnnlab.engine.regularization import PenalizedTask, apply_max_norm, penalized_weights
 from cnnlab.engine.tasks import ClassificationTask
 from cnnlab.losses import CrossEntropy
-from cnnlab.pipeline import build_model_from_spec, run_training
+from cnnlab.training.spine import build_model_from_spec, run_training
 
 
 def _quiet(msg):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from cnnlab.pipeline import build_model_from_spec, train_model
+from cnnlab.training.spine import build_model_from_spec, train_model
 
 
 def test_train_model_improves_an_existing_model(tiny_cfg):
@@ -23,7 +23,7 @@ def test_train_model_improves_an_existing_model(tiny_cfg):
 def test_sample_notice_in_full_once_then_a_reminder(tmp_path, monkeypatch):
     import cnnlab.data.datasets as datasets
     from cnnlab.config import build_config
-    from cnnlab.pipeline import _NOTICES_SHOWN, load_run_dataset
+    from cnnlab.training.spine import _NOTICES_SHOWN, load_run_dataset
 
     monkeypatch.delenv("CNNLAB_DATA", raising=False)
     monkeypatch.setattr(datasets, "default_cache_dir", lambda: tmp_path)  # an empty cache

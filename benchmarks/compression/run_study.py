@@ -99,7 +99,7 @@ def train_smoke_runs(out: Path) -> dict[str, Path]:
 
 
 def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
-    from cnnlab.compression.runner import run_compression
+    from cnnlab.compression.compress_run import run_compression
     from cnnlab.engine.checkpoint import atomic_write_text
 
     out = Path(args.out)
@@ -180,7 +180,7 @@ def _finished(dest: Path, key: dict[str, Any]) -> dict[str, Any] | None:
 def _retime(dest: Path, key: dict[str, Any]) -> dict[str, Any]:
     """Time a finished study's saved models again (``retime_compression``) and update its
     study.json; the result as ``_finished`` returns it."""
-    from cnnlab.compression.runner import retime_compression
+    from cnnlab.compression.compress_run import retime_compression
     from cnnlab.engine.checkpoint import atomic_write_text
 
     report = retime_compression(dest, log=lambda m: print(f"   {m}", file=sys.stderr, flush=True))

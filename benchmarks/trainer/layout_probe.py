@@ -26,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 
 def build(entry: str) -> tuple[torch.nn.Module, list[int]]:
     """``name`` or ``name:width`` -> (model, out_channels of its convolutions)."""
-    from cnnlab.pipeline import build_model_from_spec
+    from cnnlab.training.spine import build_model_from_spec
 
     name, _, width = entry.partition(":")
     params = {"width": float(width)} if width else {}

@@ -18,7 +18,7 @@ from torch.profiler import ProfilerActivity, profile, schedule
 
 from cnnlab.config import build_config
 from cnnlab.engine.callbacks import Callback
-from cnnlab.pipeline import build_model_from_spec, load_run_dataset, model_spec, train_model
+from cnnlab.training.spine import build_model_from_spec, load_run_dataset, model_spec, train_model
 from cnnlab.reports.environment import environment_info, environment_line
 
 GROUPS = {  # first matching substring wins; names are aten operator names

@@ -16,7 +16,7 @@ _EXPORTS = {
     "summary": "cnnlab.inspect.summary",
     "load_dataset": "cnnlab.data.datasets",
     "load_config": "cnnlab.config",
-    "run_training": "cnnlab.pipeline",
+    "run_training": "cnnlab.training.spine",
     "evaluate": "cnnlab.evaluation.evaluate",
     "Ensemble": "cnnlab.ensembles",
     "TTA": "cnnlab.ensembles",

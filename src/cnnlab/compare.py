@@ -28,11 +28,11 @@ from cnnlab.config import (
     merge_trees,
     read_yaml,
 )
-from cnnlab.pipeline import Log, run_training
+from cnnlab.training.spine import Log, run_training
 from cnnlab.recipes import Preset, load_preset
 from cnnlab.reports.environment import environment_info
 from cnnlab.reports.results import notes_against_claims, write_results
-from cnnlab.reports.rundir import RunDir, RunDirError
+from cnnlab.engine.rundir import RunDir, RunDirError
 
 
 @dataclass(frozen=True)
@@ -140,7 +140,7 @@ def _train_set_accuracy(rd: RunDir, cfg: RunConfig, log: Log) -> float:
     accuracy; the running accuracy of the last epoch (dropout on, weights still moving)
     understates it, so the comparison needs this figure."""
     from cnnlab.engine.checkpoint import atomic_write_text
-    from cnnlab.pipeline import run_evaluation
+    from cnnlab.training.spine import run_evaluation
 
     if rd.file(RunDir.TRAIN_EVAL).is_file():
         return float(rd.read_json(RunDir.TRAIN_EVAL)["train_acc"])
@@ -215,7 +215,7 @@ def _estimated_costs(work) -> list[float]:
     """Relative training cost of each run, multiply-adds per image x epochs: enough to order
     the queue (the runs of one study share their data set, which is read once here)."""
     from cnnlab.inspect.summary import summary
-    from cnnlab.pipeline import build_model_from_spec, load_run_dataset, model_spec
+    from cnnlab.training.spine import build_model_from_spec, load_run_dataset, model_spec
 
     datasets: dict[str, Any] = {}
     costs = []

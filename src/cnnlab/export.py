@@ -20,7 +20,7 @@ def export_onnx(
     atol: float = 1e-4,
 ) -> dict[str, Any]:  # fmt: skip
     """Write the run's model as ONNX (dynamic batch size); compare with onnxruntime."""
-    from cnnlab.pipeline import build_model_from_spec
+    from cnnlab.training.spine import build_model_from_spec
 
     try:
         import onnx  # noqa: F401  (the exporter needs it)

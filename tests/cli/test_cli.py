@@ -112,7 +112,7 @@ def _saved_run_by_hand(run):
 
     from cnnlab.data.datasets import load_dataset
     from cnnlab.engine.checkpoint import load_checkpoint
-    from cnnlab.pipeline import build_model_from_spec
+    from cnnlab.training.spine import build_model_from_spec
 
     ckpt = load_checkpoint(run)
     model = build_model_from_spec(ckpt.meta["model"])
@@ -146,7 +146,7 @@ def test_eval_with_flip_tta_matches_averaging_an_image_and_its_mirror(tmp_path, 
     import torch
 
     from cnnlab.cli.train_cmd import TTA_PRESETS
-    from cnnlab.ensembles.tta import PRESETS
+    from cnnlab.evaluation.tta import PRESETS
 
     assert TTA_PRESETS == PRESETS  # the CLI's copy, kept so it starts without torch
     run = tmp_path / "run"

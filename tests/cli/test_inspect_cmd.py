@@ -8,7 +8,7 @@ import pytest
 
 from cnnlab.cli.main import main
 from cnnlab.config import build_config
-from cnnlab.pipeline import run_training
+from cnnlab.training.spine import run_training
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

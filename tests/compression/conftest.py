@@ -41,7 +41,7 @@ def fake_ctx():
 
 def _make(name: str, size: int = 12, classes: int = 4, **params):
     """A registered model in eval mode with a fixed seed, and its spec."""
-    from cnnlab.pipeline import build_model_from_spec
+    from cnnlab.training.spine import build_model_from_spec
 
     torch.manual_seed(0)
     spec = {"name": name, "params": params, "num_classes": classes, "in_chans": 1,

@@ -90,7 +90,7 @@ def test_list_compression_names_every_method(capsys):
 def test_example_configs_are_valid():
     from pathlib import Path
 
-    from cnnlab.compression.runner import read_config
+    from cnnlab.compression.compress_run import read_config
 
     folder = Path(__file__).resolve().parents[2] / "src" / "cnnlab" / "configs" / "compress"
     files = sorted(folder.glob("*.yaml"))
@@ -101,7 +101,7 @@ def test_example_configs_are_valid():
 
 def test_distillation_from_a_teacher_run(run_dir, tmp_path):
     pytest.importorskip("cnnlab.ensembles.ensemble")
-    from cnnlab.compression.runner import run_compression
+    from cnnlab.compression.compress_run import run_compression
 
     config = {
         "steps": [{"name": "distill", "student": {"name": "softmax"}, "teacher": [str(run_dir)],
@@ -118,7 +118,7 @@ def test_distillation_from_a_teacher_run(run_dir, tmp_path):
 def test_an_interrupted_compression_continues_where_it_stopped(run_dir, tmp_path):
     """Same command, same --out: finished trainings are loaded, the interrupted one continues
     from its last epoch, and the report equals an uninterrupted run's."""
-    from cnnlab.compression.runner import RESUME_DIR, run_compression
+    from cnnlab.compression.compress_run import RESUME_DIR, run_compression
 
     config = {"steps": [
         {"name": "prune_magnitude", "sparsity": 0.5, "iterations": 2, "finetune_epochs": 1},
@@ -153,7 +153,7 @@ def test_a_resume_file_of_another_config_is_refused_by_name(run_dir, tmp_path, c
     out, cfg = tmp_path / "out", tmp_path / "c.yaml"
     cfg.write_text("steps: [{name: finetune, epochs: 2}]")
     argv = ["compress", str(run_dir), "--config", str(cfg), "--out", str(out), "--no-timing"]
-    from cnnlab.compression.runner import RESUME_DIR, run_compression
+    from cnnlab.compression.compress_run import RESUME_DIR, run_compression
 
     def killed(line: str) -> None:
         if "epoch 1/2" in line:
@@ -169,7 +169,7 @@ def test_a_resume_file_of_another_config_is_refused_by_name(run_dir, tmp_path, c
 
 
 def test_retime_times_the_saved_models_and_keeps_every_other_figure(run_dir, tmp_path):
-    from cnnlab.compression.runner import retime_compression
+    from cnnlab.compression.compress_run import retime_compression
     from cnnlab.compression.state import CompressionError
 
     cfg = tmp_path / "c.yaml"

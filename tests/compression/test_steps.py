@@ -15,7 +15,7 @@ from cnnlab.compression.storage import load_compressed, save_compressed
 @pytest.fixture(scope="module")
 def tiny_setup():
     from cnnlab.config import build_config
-    from cnnlab.pipeline import build_model_from_spec
+    from cnnlab.training.spine import build_model_from_spec
 
     cfg = build_config({
         "data": {"dataset": "synthetic", "batch_size": 32, "eval_batch_size": 64,

@@ -27,7 +27,7 @@ from safetensors.torch import save_file
 from cnnlab.config import build_config
 from cnnlab.engine.callbacks import Callback
 from cnnlab.engine.distributed import dist_info_from_env, init_process_group, shutdown
-from cnnlab.pipeline import run_training
+from cnnlab.training.spine import run_training
 
 class SaveWeights(Callback):  # every rank writes its own final weights
     def __init__(self, path):
@@ -64,7 +64,7 @@ def _history(run_dir):
 def test_two_process_ddp_matches_single_process(tmp_path, tiny_cfg):
     from safetensors.torch import load_file
 
-    from cnnlab.pipeline import run_training
+    from cnnlab.training.spine import run_training
 
     cfg = tiny_cfg(
         optim={"name": "sgd", "lr": 0.05, "params": {"momentum": 0.9}},

@@ -8,7 +8,7 @@ import torch
 from cnnlab.engine.callbacks import Callback
 from cnnlab.engine.checkpoint import CheckpointError
 from cnnlab.engine.resume import ResumePoint
-from cnnlab.pipeline import build_model_from_spec, train_model
+from cnnlab.training.spine import build_model_from_spec, train_model
 
 SPEC = {"name": "cnn1", "params": {}, "num_classes": 4, "in_chans": 1, "input_size": 12}
 

@@ -8,7 +8,7 @@ import torch
 from cnnlab.engine.callbacks import Callback
 from cnnlab.engine.checkpoint import load_checkpoint
 from cnnlab.engine.trainer import DivergenceError
-from cnnlab.pipeline import run_training
+from cnnlab.training.spine import run_training
 
 TIME_KEYS = {"epoch_seconds", "train_images_per_s"}
 

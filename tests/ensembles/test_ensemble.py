@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from cnnlab.engine.checkpoint import save_checkpoint
 from cnnlab.ensembles import ABSTAIN, Ensemble, EnsembleError
 from cnnlab.evaluation.evaluate import evaluate
-from cnnlab.pipeline import build_model_from_spec
+from cnnlab.training.spine import build_model_from_spec
 
 SPEC = {"name": "cnn1", "params": {}, "num_classes": 4, "in_chans": 1, "input_size": 12}
 

@@ -15,7 +15,7 @@ from cnnlab.engine.state import TrainState
 from cnnlab.ensembles import Ensemble, EnsembleError, SnapshotSaver, list_snapshots
 from cnnlab.ensembles.snapshots import snapshot_callbacks, snapshot_info, snapshot_steps
 from cnnlab.optim.schedules import cosine_restarts, with_warmup
-from cnnlab.pipeline import build_model_from_spec, model_spec, train_model
+from cnnlab.training.spine import build_model_from_spec, model_spec, train_model
 
 
 def restart_points(factor, total: int, start: int = 1) -> list[int]:

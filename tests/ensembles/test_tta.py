@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from cnnlab.ensembles import TTA, Ensemble, EnsembleError, preset_views
-from cnnlab.ensembles.tta import make_view, shift
+from cnnlab.evaluation.tta import make_view, shift
 from cnnlab.evaluation.evaluate import evaluate
-from cnnlab.pipeline import build_model_from_spec
+from cnnlab.training.spine import build_model_from_spec
 
 SPEC = {"name": "cnn1", "params": {}, "num_classes": 4, "in_chans": 1, "input_size": 12}
 
@@ -85,7 +85,7 @@ def test_augment_view_is_a_fixed_random_view():
 
 
 def test_untaught_views_names_the_transformations_training_never_showed():
-    from cnnlab.ensembles.tta import untaught_views
+    from cnnlab.evaluation.tta import untaught_views
 
     flip_shift = preset_views("flip_shift")
     assert untaught_views(flip_shift, []) == ["hflip", "shift"]
@@ -100,7 +100,7 @@ def test_untaught_views_names_the_transformations_training_never_showed():
 
 def test_built_views_carry_their_transformations():
     """TTA's own view objects (as an ensemble holds them) are judged like their specs."""
-    from cnnlab.ensembles.tta import make_view, untaught_views
+    from cnnlab.evaluation.tta import make_view, untaught_views
 
     built = [v if callable(v) else make_view(v) for v in preset_views("flip_shift")]
     assert untaught_views(built, []) == ["hflip", "shift"]

@@ -8,7 +8,7 @@ import pytest
 
 from cnnlab.cli.main import main
 from cnnlab.experiments import load_all
-from cnnlab.reports.page import esc
+from cnnlab.reports.html_page import esc
 
 TREND = ["xor_needs_hidden_layer", "shuffle_vs_sorted", "tukey_outliers"]
 RESULT_KEYS = {

@@ -91,7 +91,7 @@ def test_trend_experiment_runs_at_smoke_scale(name, tmp_path):
 @pytest.mark.parametrize("name", ["xor_needs_hidden_layer", "tukey_outliers"])
 def test_quick_scale_reproduces_the_claim(name, tmp_path):
     """The --quick versions CI runs: synthetic-data claims whose direction is never in doubt."""
-    from cnnlab.experiments.runner import run_experiment
+    from cnnlab.experiments.execute import run_experiment
 
     result = run_experiment(REGISTRY.get(name), scale="quick", out=tmp_path, log=lambda m: None)
     assert result["verdict"] == "reproduced", result["reason"]

@@ -8,7 +8,7 @@ import torch
 from cnnlab.config import build_config
 from cnnlab.engine.checkpoint import CheckpointError, load_checkpoint
 from cnnlab.inspect.features import top_k_activations
-from cnnlab.inspect.inside import (
+from cnnlab.inspect.run_figures import (
     CAPTIONS,
     cam_figure,
     distributed_figures,
@@ -16,7 +16,7 @@ from cnnlab.inspect.inside import (
     load_run,
     top_k_figure,
 )
-from cnnlab.pipeline import run_training
+from cnnlab.training.spine import run_training
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -8,7 +8,7 @@ import torch
 from matplotlib import colormaps
 
 from cnnlab.inspect.features import SparsityRow
-from cnnlab.viz.inside import (
+from cnnlab.viz.feature_plots import (
     feature_mosaic,
     filters_png,
     heat_overlay,

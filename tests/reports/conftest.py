@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from cnnlab.config import build_config
-from cnnlab.pipeline import run_training
+from cnnlab.training.spine import run_training
 from cnnlab.reports.environment import environment_info
 
 

@@ -239,13 +239,13 @@ def test_build_report_names_what_a_directory_lacks(tmp_path):
 
 
 def test_report_error_is_a_run_dir_error():
-    from cnnlab.reports.rundir import RunDirError
+    from cnnlab.engine.rundir import RunDirError
 
     assert issubclass(ReportError, RunDirError)  # so the CLI prints it as a clear error
 
 
 def test_cnn_run_page_has_inside_the_network(tmp_path, tiny_cfg):
-    from cnnlab.pipeline import run_training
+    from cnnlab.training.spine import run_training
     from cnnlab.reports.html import build_run_report
 
     run_training(tiny_cfg(train={"epochs": 1}), tmp_path / "run", log=lambda m: None)

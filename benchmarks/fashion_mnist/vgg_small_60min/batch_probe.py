@@ -27,7 +27,7 @@ def time_steps(batch: int, data_dir: str, warmup: int, steps: int) -> list[float
     """In this process: the seconds of each timed step at this batch size."""
     from cnnlab.config import build_config, read_yaml
     from cnnlab.engine.callbacks import StepClock
-    from cnnlab.pipeline import build_model_from_spec, load_run_dataset, model_spec, train_model
+    from cnnlab.training.spine import build_model_from_spec, load_run_dataset, model_spec, train_model
 
     tree = read_yaml(HERE / "recipe.yaml")
     cfg = build_config(

@@ -45,6 +45,6 @@ def log(msg: str) -> None:
 
 def print_json(data: Any) -> None:
     """One JSON object on the last line of stdout (for scripts)."""
-    from cnnlab.reports.rundir import clean_json
+    from cnnlab.engine.rundir import clean_json
 
     print(json.dumps(clean_json(data)), flush=True)

@@ -16,7 +16,7 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from cnnlab.engine.trainer import DivergenceError
     from cnnlab.export import ExportError
     from cnnlab.registry import RegistryError
-    from cnnlab.reports.rundir import RunDirError
+    from cnnlab.engine.rundir import RunDirError
 
     return (
         ConfigError,

@@ -40,7 +40,7 @@ def register(sub) -> None:
 
 
 def cmd_inspect(args) -> int:
-    from cnnlab.inspect.inside import load_run
+    from cnnlab.inspect.run_figures import load_run
 
     if args.action is None and not args.layers:
         args.layers = True
@@ -78,7 +78,7 @@ def _need(value, flag: str, action: str):
 
 
 def _draw(run, args) -> dict:
-    from cnnlab.inspect import inside
+    from cnnlab.inspect import run_figures as inside
 
     out_dir = Path(args.out) if args.out else run.run_dir / "figures" / "inside"
     pngs: dict[str, bytes] = {}

@@ -29,7 +29,7 @@ def register(sub) -> None:
 
 def cmd_lr_find(args) -> int:
     from cnnlab.optim.lr_finder import plot_lr_find
-    from cnnlab.pipeline import run_lr_find
+    from cnnlab.training.spine import run_lr_find
 
     extra = shortcut_overrides(
         args, {"model": "model.name", "dataset": "data.dataset", "data_dir": "data.data_dir",

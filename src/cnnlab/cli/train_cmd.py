@@ -15,7 +15,7 @@ from cnnlab.cli.common import (
 )
 from cnnlab.cli.errors import UsageError
 
-# cnnlab.ensembles.tta.PRESETS, spelled out so the CLI starts without importing torch
+# cnnlab.evaluation.tta.PRESETS, spelled out so the CLI starts without importing torch
 TTA_PRESETS = ("flip", "shift", "flip_shift")
 
 _SHORTCUTS = {
@@ -56,7 +56,7 @@ def cmd_train(args) -> int:
     from cnnlab.config import load_config
     from cnnlab.engine import distributed as D
     from cnnlab.engine.runtime import pick_device
-    from cnnlab.pipeline import run_training
+    from cnnlab.training.spine import run_training
 
     if args.procs > 1:
         return _relaunch_with_torchrun(args.procs)
@@ -141,7 +141,7 @@ def register_eval(sub) -> None:
 
 
 def cmd_eval(args) -> int:
-    from cnnlab.pipeline import run_evaluation
+    from cnnlab.training.spine import run_evaluation
 
     split = args.split
     metrics = run_evaluation(

@@ -4,7 +4,7 @@
 normalisation), the run's training config (distillation trains students with it) and a
 fine-tuning config derived from it (a smaller learning rate by default, Handbook §11.2.5:
 fine-tune at about a tenth of the original rate or lower). All training goes through
-``cnnlab.pipeline.train_model``.
+``cnnlab.training.spine.train_model``.
 """
 
 from __future__ import annotations
@@ -117,9 +117,9 @@ class CompressContext:
         return history
 
     def _train(self, model, cfg, epochs, task, callbacks, what: str):
-        """``cnnlab.pipeline.train_model`` on the run's data; its epoch lines (logged as each
+        """``cnnlab.training.spine.train_model`` on the run's data; its epoch lines (logged as each
         epoch ends: a distillation trains for hours) indented under the step's own line."""
-        from cnnlab.pipeline import train_model
+        from cnnlab.training.spine import train_model
 
         def log(line: str) -> None:
             self.log(f"  {what} {line}")

@@ -119,7 +119,7 @@ def distill(
                "teacher": teacher, "width": width}  # fmt: skip
 
     def apply(state: CompressState, ctx: Any) -> dict[str, Any]:
-        from cnnlab.pipeline import build_model_from_spec, seed_everything
+        from cnnlab.training.spine import build_model_from_spec, seed_everything
 
         spec = student_spec(state.spec, student, width)
         teacher_model = load_teacher(teacher, state, ctx)

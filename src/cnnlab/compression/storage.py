@@ -68,7 +68,7 @@ def save_compressed(
     """Write ``model`` (a finalized compressed model) to ``path``; return the file size."""
     from safetensors.torch import save
 
-    from cnnlab.pipeline import build_model_from_spec
+    from cnnlab.training.spine import build_model_from_spec
 
     structure = int8["float_model"] if int8 is not None else model
     patches = arch.architecture_patches(build_model_from_spec(spec), structure)
@@ -114,7 +114,7 @@ def read_compressed(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
 
 def load_compressed(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild a saved compressed model (eval mode, CPU) and return it with its metadata."""
-    from cnnlab.pipeline import build_model_from_spec
+    from cnnlab.training.spine import build_model_from_spec
 
     tensors, meta = read_compressed(path)
     model = arch.apply_patches(build_model_from_spec(meta["model"]), meta["patches"])

@@ -32,7 +32,7 @@ from cnnlab.ensembles.snapshots import (
     snapshot_steps,
 )
 from cnnlab.ensembles.stacking import Stacker, fold_assignment
-from cnnlab.ensembles.tta import TTA, preset_views
+from cnnlab.evaluation.tta import TTA, preset_views
 from cnnlab.ensembles.weights import fit_weights, member_accuracies, weights_from_accuracy
 
 __all__ = [

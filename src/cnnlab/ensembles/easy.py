@@ -76,7 +76,7 @@ def train_easy_ensemble(
     """Train ``members`` models of ``cfg`` (model, loss, optimiser, schedule) with
     ``train_model``, each on its own balanced subset of ``data``'s training split; return the
     averaging ensemble and one info row per member (subset size, seed, final test accuracy)."""
-    from cnnlab.pipeline import build_model_from_spec, model_spec, prepare_model, train_model
+    from cnnlab.training.spine import build_model_from_spec, model_spec, prepare_model, train_model
 
     subsets = easy_subsets(data.train.labels, members, per_class=per_class, seed=cfg.seed)
     spec = model_spec(cfg, data.dataset)

@@ -306,7 +306,7 @@ def _combine_spec(tree: dict[str, Any]) -> CombineSpec:
 
 def _tta_views(value: Any) -> tuple[Any, ...] | None:
     from cnnlab.ensembles.combine import EnsembleError
-    from cnnlab.ensembles.tta import make_view, preset_views
+    from cnnlab.evaluation.tta import make_view, preset_views
 
     if value is None or value is False:
         return None

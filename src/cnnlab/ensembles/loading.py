@@ -13,13 +13,13 @@ import torch.nn.functional as F
 
 from cnnlab.engine.checkpoint import CheckpointError, load_checkpoint
 
-BEST = "best.safetensors"  # early stopping's best weights (cnnlab.run.BEST)
+BEST = "best.safetensors"  # early stopping's best weights (cnnlab.training.run_directory.BEST)
 
 
 def load_run_member(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """A run's model in eval mode and its checkpoint metadata. The weights are the ones the
     run finished with: early stopping's best if the run restored them, else the last."""
-    from cnnlab.pipeline import build_model_from_spec
+    from cnnlab.training.spine import build_model_from_spec
 
     ckpt = load_checkpoint(path)
     if "model" not in ckpt.meta:

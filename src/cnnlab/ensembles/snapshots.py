@@ -186,7 +186,7 @@ def load_snapshots(
     """Models of the last ``last`` snapshots of a run, their names and the run's metadata."""
     from cnnlab.engine.checkpoint import load_checkpoint
     from cnnlab.ensembles.loading import load_weights
-    from cnnlab.pipeline import build_model_from_spec
+    from cnnlab.training.spine import build_model_from_spec
 
     snaps = list_snapshots(run_dir)
     if not snaps:

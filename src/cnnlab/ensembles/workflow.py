@@ -34,7 +34,7 @@ from cnnlab.ensembles.loading import (
 )
 from cnnlab.ensembles.snapshots import SnapshotSaver, list_snapshots, load_snapshots
 from cnnlab.ensembles.stacking import Stacker
-from cnnlab.ensembles.tta import TTA, untaught_views
+from cnnlab.evaluation.tta import TTA, untaught_views
 from cnnlab.ensembles.weights import fit_weights, member_accuracies, weights_from_accuracy
 
 Log = Callable[[str], None]
@@ -59,8 +59,8 @@ def train_or_reuse(cfg, run_dir: Path, *, callbacks=(), log: Log = print,
                    stream: TextIO | None = None, prefix: str = "") -> dict[str, Any]:  # fmt: skip
     """Reuse a finished run with the same config, resume an interrupted one, else train."""
     from cnnlab.config import dump_config
-    from cnnlab.pipeline import run_training
-    from cnnlab.reports.rundir import RunDir, RunDirError
+    from cnnlab.training.spine import run_training
+    from cnnlab.engine.rundir import RunDir, RunDirError
 
     rd = RunDir(run_dir)
     resume = False
@@ -80,7 +80,7 @@ def train_or_reuse(cfg, run_dir: Path, *, callbacks=(), log: Log = print,
 
 def train_members(plan: EnsemblePlan, out: Path, log: Log, stream) -> dict[str, dict[str, Any]]:
     """Train (or reuse) every member; its metrics by member name."""
-    from cnnlab.reports.rundir import RunDir
+    from cnnlab.engine.rundir import RunDir
 
     done = {}
     for k, m in enumerate(plan.members, 1):
@@ -226,7 +226,7 @@ def combine_groups(plan: EnsemblePlan, units: list[Unit], targets, metrics) -> l
 def run_ensemble(plan: EnsemblePlan, out: str | Path, *, command: str = "", log: Log = print,
                  stream: TextIO | None = None) -> dict[str, Any]:  # fmt: skip
     """Generate and combine (see module docstring); writes ``results.{json,md}`` into ``out``."""
-    from cnnlab.ensembles.report import write_ensemble_results
+    from cnnlab.ensembles.ensemble_report import write_ensemble_results
     from cnnlab.reports.environment import environment_info
 
     out = Path(out)

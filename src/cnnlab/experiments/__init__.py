@@ -21,7 +21,7 @@ from cnnlab.experiments.base import (
     ordered,
 )
 from cnnlab.experiments.book import build_book
-from cnnlab.experiments.runner import (
+from cnnlab.experiments.execute import (
     ExperimentError,
     find_results,
     run_experiment,

@@ -13,9 +13,9 @@ from typing import Any
 
 from cnnlab.engine.checkpoint import atomic_write_text
 from cnnlab.experiments import verdict as verdict_rules
-from cnnlab.experiments.page import fmt, fmt_settings, result_body, summary_rows
-from cnnlab.experiments.runner import find_results
-from cnnlab.reports.page import esc, page, section, slug, table, toc
+from cnnlab.experiments.claims_page import fmt, fmt_settings, result_body, summary_rows
+from cnnlab.experiments.execute import find_results
+from cnnlab.reports.html_page import esc, page, section, slug, table, toc
 
 
 def _md_cell(v: Any) -> str:

@@ -14,7 +14,7 @@ from cnnlab.engine.callbacks import Callback
 from cnnlab.engine.checkpoint import atomic_write_text
 from cnnlab.experiments.base import Context
 from cnnlab.experiments.data import subset
-from cnnlab.reports.rundir import clean_json
+from cnnlab.engine.rundir import clean_json
 
 # Scales of the deep-net trainings (a 20-layer CIFAR-style net on 14x14 Fashion-MNIST) that
 # several claims share; each experiment gets a deep copy (``settings_for``).

@@ -3,7 +3,7 @@
 ``train`` builds a validated ``RunConfig`` from a config tree (the same sections as
 ``cnnlab train``), the data bundle from an experiment data set, the model (zoo model from the
 config, or a given module) with the config's initialiser, and trains with
-:func:`cnnlab.pipeline.train_model`. It writes ``config.yaml``, ``history.csv`` and
+:func:`cnnlab.training.spine.train_model`. It writes ``config.yaml``, ``history.csv`` and
 ``metrics.json`` to ``<experiment>/runs/<arm>/seed<k>/`` and returns the trained model and its
 history. A divergence (NaN/inf loss) is recorded, not raised: some claims are about it.
 """
@@ -31,9 +31,9 @@ from cnnlab.evaluation.evaluate import evaluate
 from cnnlab.experiments.base import Context
 from cnnlab.experiments.data import describe
 from cnnlab.models import create_model
-from cnnlab.pipeline import prepare_model, seed_everything, train_model
-from cnnlab.reports.rundir import clean_json
-from cnnlab.run import silent
+from cnnlab.training.spine import prepare_model, seed_everything, train_model
+from cnnlab.engine.rundir import clean_json
+from cnnlab.training.run_directory import silent
 
 BASE_TREE: dict[str, Any] = {
     "data": {"batch_size": 64, "eval_batch_size": 500},

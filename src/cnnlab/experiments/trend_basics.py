@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from cnnlab.ensembles.tta import shift
+from cnnlab.evaluation.tta import shift
 from cnnlab.experiments.base import Context, Metric, TrendExperiment, register
 from cnnlab.experiments.common import data_for, tree, write_metrics
 from cnnlab.experiments.models import DownsampleNet, mlp
@@ -22,7 +22,7 @@ from cnnlab.experiments.training import (
     train,
 )
 from cnnlab.experiments.verdict import Part, compare, non_inferior, threshold
-from cnnlab.pipeline import seed_everything
+from cnnlab.training.spine import seed_everything
 
 ACC = {"test_acc": Metric("test accuracy")}
 

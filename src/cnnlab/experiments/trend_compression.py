@@ -17,8 +17,8 @@ from cnnlab.experiments.base import Context, Metric, TrendExperiment, register
 from cnnlab.experiments.common import data_for, tree
 from cnnlab.experiments.training import Trial, train
 from cnnlab.experiments.verdict import Part, compare, non_inferior, threshold
-from cnnlab.pipeline import model_spec
-from cnnlab.run import silent
+from cnnlab.training.spine import model_spec
+from cnnlab.training.run_directory import silent
 
 # alexnet: 392k params, 84% in the FC layers; torch init (the paper's N(0, 0.01) starts slowly)
 BASE_PARAMS = {"stem": "small", "width": 0.125, "init": "torch"}

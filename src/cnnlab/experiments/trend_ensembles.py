@@ -12,7 +12,7 @@ from cnnlab.experiments.base import Context, Metric, TrendExperiment, register
 from cnnlab.experiments.common import data_for, tree
 from cnnlab.experiments.training import eval_loader, make_config, train
 from cnnlab.experiments.verdict import Part, compare
-from cnnlab.pipeline import model_spec
+from cnnlab.training.spine import model_spec
 
 
 @register

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from cnnlab.engine.checkpoint import FORMAT
-from cnnlab.reports.rundir import RunDir, RunDirError
+from cnnlab.engine.rundir import RunDir, RunDirError
 
 EXAMPLE_KEYS = ("images", "targets", "preds", "confidence", "correct")
 
@@ -222,7 +222,7 @@ def _locate_by_shape(
 
 def _locate_in_model(spec: dict[str, Any], image: tuple[int, int, int]) -> tuple[str, str] | None:
     """Rebuild the model (on the CPU) and take its first conv, or its pixel classifier."""
-    from cnnlab.pipeline import build_model_from_spec
+    from cnnlab.training.spine import build_model_from_spec
     from cnnlab.viz.weights import first_conv, pixel_classifier
 
     model = build_model_from_spec(spec)

@@ -10,7 +10,7 @@ from typing import Any
 from cnnlab.engine.checkpoint import atomic_write_text
 from cnnlab.reports.artifacts import ReportError, RunData, load_run, read_json_object
 from cnnlab.reports.fmt import fmt_float, fmt_int, fmt_pct, fmt_seconds, fmt_si, number
-from cnnlab.reports.page import (
+from cnnlab.reports.html_page import (
     esc,
     figure,
     img_png,

@@ -10,7 +10,7 @@ from typing import Any
 
 from cnnlab.engine.checkpoint import atomic_write_text
 from cnnlab.reports.fmt import fmt_seconds
-from cnnlab.reports.rundir import clean_json
+from cnnlab.engine.rundir import clean_json
 
 COLUMNS = [
     ("model", "model"),

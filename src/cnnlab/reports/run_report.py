@@ -9,7 +9,7 @@ from typing import Any
 from cnnlab.engine.checkpoint import atomic_write_text
 from cnnlab.reports.artifacts import RunData, load_run
 from cnnlab.reports.fmt import fmt_float, fmt_int, fmt_pct, fmt_seconds, fmt_si, fmt_value
-from cnnlab.reports.page import esc, note, page, section, table, toc
+from cnnlab.reports.html_page import esc, note, page, section, table, toc
 from cnnlab.reports.sections import (
     confusion_part,
     curves_part,

@@ -10,7 +10,7 @@ import numpy as np
 
 from cnnlab.reports.artifacts import Note, RunData
 from cnnlab.reports.fmt import fmt_float, fmt_int, fmt_pct, fmt_seconds, fmt_si, number
-from cnnlab.reports.page import Cell, esc, figure, img_array, img_png, note, num, table
+from cnnlab.reports.html_page import Cell, esc, figure, img_array, img_png, note, num, table
 from cnnlab.viz.confusion import cell_colour, plot_confusion, row_fractions, top_confusions
 from cnnlab.viz.curves import plot_curves
 from cnnlab.viz.examples import example_caption, to_rgb
@@ -225,7 +225,7 @@ def headline_rows(run: RunData) -> list[list[Cell | str]]:
 def inside_part(run: RunData) -> str | None:
     """The "inside the network" figures of a CNN (filters, feature maps, Grad-CAM, sparsity;
     handbook §3.1), or None for a model without convolutions. Needs the run's data set."""
-    from cnnlab.inspect.inside import CAPTIONS, inside_figures
+    from cnnlab.inspect.run_figures import CAPTIONS, inside_figures
 
     try:
         figs = inside_figures(run.path)

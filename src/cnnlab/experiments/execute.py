@@ -19,7 +19,7 @@ from typing import Any
 from cnnlab.engine.checkpoint import atomic_write_text
 from cnnlab.experiments.base import SCALES, Context, Experiment, Log, ordered
 from cnnlab.reports.environment import environment_info, environment_line
-from cnnlab.reports.rundir import clean_json
+from cnnlab.engine.rundir import clean_json
 
 SCHEMA = "cnnlab-experiment/1"
 RESULT = "result.json"
@@ -126,7 +126,7 @@ def run_experiment(
     }
     result = clean_json(json.loads(json.dumps(result, default=str)))
     atomic_write_text(result_path, json.dumps(result, indent=2) + "\n")
-    from cnnlab.experiments.page import write_page
+    from cnnlab.experiments.claims_page import write_page
 
     write_page(result, ctx.out_dir / PAGE)
     log(f"{exp.name}: {result['verdict']} ({result['wall_seconds']:.1f} s) - {result['reason']}")

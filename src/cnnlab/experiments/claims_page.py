@@ -8,7 +8,7 @@ from typing import Any
 
 from cnnlab.engine.checkpoint import atomic_write_text
 from cnnlab.experiments.figures import result_figures
-from cnnlab.reports.page import Cell, esc, figure, img_png, note, num, page, section, table
+from cnnlab.reports.html_page import Cell, esc, figure, img_png, note, num, page, section, table
 
 BADGE = {"reproduced": "#1a7f37", "not reproduced": "#c62828", "inconclusive": "#b26a00"}
 

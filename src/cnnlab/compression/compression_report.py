@@ -76,7 +76,7 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def write_reports(out: Path, report: dict[str, Any]) -> None:
-    from cnnlab.reports.rundir import RunDir
+    from cnnlab.engine.rundir import RunDir
 
     rd = RunDir(out)
     rd.write_json("report.json", report)

@@ -33,7 +33,7 @@ from cnnlab.models import create_model
 from cnnlab.nn.init import apply_init, lsuv_init
 from cnnlab.optim.optimizers import build_optimizer
 from cnnlab.optim.schedules import build_scheduler
-from cnnlab.run import TrainingRun, prepare_run_dir, silent
+from cnnlab.training.run_directory import TrainingRun, prepare_run_dir, silent
 
 Log = Callable[[str], None]
 
@@ -192,7 +192,7 @@ def run_evaluation(
     ``train_loss`` (``test_acc``/``test_loss`` otherwise).
 
     ``tta`` names a test-time augmentation preset (``flip``, ``shift``, ``flip_shift``; handbook
-    §13.1.1, ``cnnlab.ensembles.tta``): the model's class probabilities are averaged over those
+    §13.1.1, ``cnnlab.evaluation.tta``): the model's class probabilities are averaged over those
     views of each image. It only helps a model that trained with the same transformations
     (a model never shown mirrored shoes scores far lower on them: benchmarks/ensembles)."""
     from cnnlab.config import TrainConfig
@@ -210,7 +210,7 @@ def run_evaluation(
     runtime = resolve_runtime(TrainConfig(**as_trained), model)
     model = runtime.prepare_model(model)
     if tta is not None:
-        from cnnlab.ensembles.tta import TTA
+        from cnnlab.evaluation.tta import TTA
 
         model = TTA(model, tta)
     if data_dir is None and dmeta.get("data_dir") and Path(dmeta["data_dir"]).is_dir():

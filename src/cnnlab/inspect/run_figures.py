@@ -82,7 +82,7 @@ def load_run(path: str | Path, *, data_dir: str | Path | None = None) -> InsideR
     from cnnlab.data.datasets import load_dataset
     from cnnlab.data.loader import Normalizer
     from cnnlab.engine.checkpoint import CheckpointError, load_checkpoint
-    from cnnlab.pipeline import build_model_from_spec
+    from cnnlab.training.spine import build_model_from_spec
 
     path = Path(path)
     ckpt = load_checkpoint(path)
@@ -108,7 +108,7 @@ def _png(fig: Any) -> bytes:
 
 def filters_figure(run: InsideRun) -> bytes:
     """Tiles of the first conv layer's kernels."""
-    from cnnlab.viz.inside import filters_png
+    from cnnlab.viz.feature_plots import filters_png
 
     name = first_conv_layer(run.model)
     if name is None:
@@ -118,7 +118,7 @@ def filters_figure(run: InsideRun) -> bytes:
 
 def features_figure(run: InsideRun, layer: str, index: int = 0, split: str = "test") -> bytes:
     """Grid of ``layer``'s channels for one image."""
-    from cnnlab.viz.inside import plot_feature_maps
+    from cnnlab.viz.feature_plots import plot_feature_maps
 
     maps = feature_maps(run.model, layer, run.pick([index], split), transform=run.normalizer)
     title = f"{layer}: {maps.shape[1]} channels, {split} image {index}"
@@ -135,7 +135,7 @@ def top_k_figure(
     max_images: int | None = None,
 ) -> tuple[bytes, TopK]:
     """The ``k`` images of ``split`` that activate ``channel`` of ``layer`` most, with maps."""
-    from cnnlab.viz.inside import plot_overlays
+    from cnnlab.viz.feature_plots import plot_overlays
 
     images = run.images(split)[:max_images]
     top = top_k_activations(run.model, layer, channel, images, k=k, transform=run.normalizer)
@@ -154,7 +154,7 @@ def sparsity_figure(
     run: InsideRun, *, split: str = "test", max_images: int = 256, eps: float = 0.0
 ) -> tuple[bytes, list[SparsityRow]]:
     """Share of zero activations per activation layer over the first ``max_images`` images."""
-    from cnnlab.viz.inside import plot_sparsity
+    from cnnlab.viz.feature_plots import plot_sparsity
 
     images = run.images(split)[:max_images]
     rows = activation_sparsity(run.model, images, eps=eps, transform=run.normalizer)
@@ -172,7 +172,7 @@ def cam_figure(
     split: str = "test",
 ) -> tuple[bytes, CamResult]:
     """CAM or Grad-CAM overlays for the images at ``indices`` (explaining the prediction)."""
-    from cnnlab.viz.inside import plot_overlays
+    from cnnlab.viz.feature_plots import plot_overlays
 
     if method not in ("cam", "gradcam"):
         raise ValueError(f"method must be 'cam' or 'gradcam', got {method!r}")
@@ -201,7 +201,7 @@ def distributed_figures(
     split: str = "test",
 ) -> tuple[bytes, bytes, DistributedView]:
     """Overlays of a seeded random channel set on a few images, and the image x channel matrix."""
-    from cnnlab.viz.inside import plot_distributed, plot_fires_matrix
+    from cnnlab.viz.feature_plots import plot_distributed, plot_fires_matrix
 
     images = run.images(split)[:n_images]
     view = distributed_view(

@@ -41,7 +41,7 @@ from cnnlab.evaluation.evaluate import EvalResult, evaluate
 from cnnlab.optim.schedules import PlateauFactor
 from cnnlab.reports.environment import environment_info
 from cnnlab.reports.predictions import save_examples, save_predictions
-from cnnlab.reports.rundir import RunDir
+from cnnlab.engine.rundir import RunDir
 
 BEST = "best.safetensors"  # early stopping's best weights
 

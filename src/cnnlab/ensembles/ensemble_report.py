@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.engine.checkpoint import atomic_write_text
-from cnnlab.reports.rundir import clean_json
+from cnnlab.engine.rundir import clean_json
 
 
 def write_ensemble_results(out: Path, results: dict[str, Any]) -> None:

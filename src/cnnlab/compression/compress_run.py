@@ -35,7 +35,7 @@ from torch import nn
 
 from cnnlab.compression.context import FINETUNE_KEYS, CompressContext
 from cnnlab.compression.measure import count_parameters, model_macs, time_models
-from cnnlab.compression.report import add_ratios, write_reports
+from cnnlab.compression.compression_report import add_ratios, write_reports
 from cnnlab.compression.state import CompressionError, CompressState
 from cnnlab.compression.steps import Step, build_step
 from cnnlab.compression.storage import load_compressed, save_compressed
@@ -87,7 +87,7 @@ def load_run(run_dir: str | Path, data_dir: str | None = None):
     """(config, model with the run's final weights, checkpoint metadata) of a training run."""
     from cnnlab.config import build_config
     from cnnlab.engine.checkpoint import load_checkpoint
-    from cnnlab.pipeline import build_model_from_spec
+    from cnnlab.training.spine import build_model_from_spec
 
     ckpt = load_checkpoint(run_dir)
     tree = copy.deepcopy(ckpt.meta.get("config") or {})
