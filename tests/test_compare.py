@@ -105,13 +105,13 @@ def test_notes_explain_train_vs_test_gaps():
 
 
 def test_train_set_accuracy_is_measured_once_and_matches_eval(tmp_path):
-    from cnnlab.training.spine import run_evaluation
+    from cnnlab.trained.evaluation import evaluate_run
 
     preset, plan = plan_compare("case-study", models=["cnn1"], overrides=SYNTH, epochs=1)
     logs: list[str] = []
     row = run_compare(preset, plan, tmp_path, log=logs.append)["rows"][0]
     run = tmp_path / row["runs"][0]
-    expected = run_evaluation(run, log=lambda m: None, split="train")["train_acc"]
+    expected = evaluate_run(run, log=lambda m: None, split="train")["train_acc"]
     assert row["train_set_acc"] == pytest.approx(expected)
     assert json.loads((run / "train_eval.json").read_text())["num_images"] == 128
     assert row["threads"] == json.loads((run / "env.json").read_text())["torch_threads"] >= 1

@@ -12,7 +12,8 @@ from cnnlab.engine.finetune import model_stages
 from cnnlab.engine.regularization import PenalizedTask, apply_max_norm, penalized_weights
 from cnnlab.engine.tasks import ClassificationTask
 from cnnlab.losses import CrossEntropy
-from cnnlab.training.spine import build_model_from_spec, run_training
+from cnnlab.models.spec import build_model
+from cnnlab.training.spine import run_training
 
 
 def _quiet(msg):
@@ -101,9 +102,9 @@ def test_finetune_refuses_another_architecture(tmp_path, tiny_cfg):
 
 def test_stages_of_common_models():
     spec = {"name": "resnet20", "params": {}, "num_classes": 10, "in_chans": 1, "input_size": 28}
-    assert len(model_stages(build_model_from_spec(spec))) == 4  # stem + 3 residual stages
+    assert len(model_stages(build_model(spec))) == 4  # stem + 3 residual stages
     spec = {**spec, "name": "cnn2"}
-    assert len(model_stages(build_model_from_spec(spec))) == 3  # conv, conv, fc-128
+    assert len(model_stages(build_model(spec))) == 3  # conv, conv, fc-128
 
 
 @pytest.mark.parametrize(

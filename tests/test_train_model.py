@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import torch
 
-from cnnlab.training.spine import build_model_from_spec, train_model
+from cnnlab.models.spec import build_model
+from cnnlab.training.spine import train_model
 
 
 def test_train_model_improves_an_existing_model(tiny_cfg):
     cfg = tiny_cfg(train={"epochs": 2})
     spec = {"name": "cnn1", "params": {}, "num_classes": 4, "in_chans": 1, "input_size": 12}
-    model = build_model_from_spec(spec)
+    model = build_model(spec)
     before = model.head.weight.detach().clone()
     history, data = train_model(model, cfg, log=lambda m: None)
     assert len(history) == 2 and history[-1]["test_acc"] > 0.9
@@ -23,7 +24,7 @@ def test_train_model_improves_an_existing_model(tiny_cfg):
 def test_sample_notice_in_full_once_then_a_reminder(tmp_path, monkeypatch):
     import cnnlab.data.datasets as datasets
     from cnnlab.config import build_config
-    from cnnlab.training.spine import _NOTICES_SHOWN, load_run_dataset
+    from cnnlab.training.assemble import _NOTICES_SHOWN, load_run_dataset
 
     monkeypatch.delenv("CNNLAB_DATA", raising=False)
     monkeypatch.setattr(datasets, "default_cache_dir", lambda: tmp_path)  # an empty cache
@@ -41,7 +42,7 @@ def test_a_teacher_inside_the_task_runs_in_the_runtime_memory_format(tiny_cfg):
 
     cfg = tiny_cfg(train={"epochs": 1, "channels_last": "on"})
     spec = {"name": "cnn2", "params": {}, "num_classes": 4, "in_chans": 1, "input_size": 12}
-    teacher, student = build_model_from_spec(spec), build_model_from_spec(spec)
+    teacher, student = build_model(spec), build_model(spec)
     before = {k: v.clone() for k, v in teacher.state_dict().items()}
     history, _ = train_model(student, cfg, task=DistillationTask(teacher), log=lambda m: None)
     assert len(history) == 1

@@ -29,14 +29,16 @@ def time_steps(model: str, data_dir: str, compiled: bool, warmup: int, steps: in
 
     from cnnlab.config import build_config, read_yaml
     from cnnlab.engine.callbacks import StepClock
-    from cnnlab.training.spine import build_model_from_spec, load_run_dataset, model_spec, train_model
+    from cnnlab.models.spec import build_model
     from cnnlab.recipes import load_preset
+    from cnnlab.training.assemble import load_run_dataset, model_spec_of
+    from cnnlab.training.spine import train_model
 
     tree = read_yaml(load_preset("best").recipe_path(model))
     cfg = build_config(tree, [f"data.data_dir={data_dir}", "train.progress=false"])
     dataset = load_run_dataset(cfg, log=lambda _: None)
-    net = build_model_from_spec(model_spec(cfg, dataset))
-    if compiled:  # what the trainer does with train.compile=true (cnnlab.training.run_directory.Run.train_model)
+    net = build_model(model_spec_of(cfg, dataset))
+    if compiled:  # what train.compile=true does (cnnlab.training.run_directory.TrainingRun)
         net = torch.compile(net)
 
     clock = StepClock(stop_after=warmup + steps)

@@ -26,12 +26,12 @@ HERE = Path(__file__).resolve().parent
 
 def build(entry: str) -> tuple[torch.nn.Module, list[int]]:
     """``name`` or ``name:width`` -> (model, out_channels of its convolutions)."""
-    from cnnlab.training.spine import build_model_from_spec
+    from cnnlab.models.spec import build_model
 
     name, _, width = entry.partition(":")
     params = {"width": float(width)} if width else {}
     spec = {"name": name, "params": params, "num_classes": 10, "in_chans": 1, "input_size": 28}
-    model = build_model_from_spec(spec)
+    model = build_model(spec)
     return model, [m.out_channels for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
 
 

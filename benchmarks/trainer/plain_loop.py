@@ -73,11 +73,13 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--data-dir", required=True)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--allow-sample", action="store_true",
+                    help="use the embedded 6,000-image sample if --data-dir has no data (smoke tests)")  # fmt: skip
     args = ap.parse_args()
 
     from cnnlab.data.datasets import load_dataset
 
-    ds = load_dataset("fashion-mnist", args.data_dir, allow_sample=False)
+    ds = load_dataset("fashion-mnist", args.data_dir, allow_sample=args.allow_sample)
     norm = lambda x: (x.float() / 255 - 0.2860) / 0.3530  # noqa: E731  (the usual constants)
     train = TensorDataset(norm(ds.train_images), ds.train_labels)
     test_x, test_y = norm(ds.test_images), ds.test_labels

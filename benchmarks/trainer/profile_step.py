@@ -18,8 +18,10 @@ from torch.profiler import ProfilerActivity, profile, schedule
 
 from cnnlab.config import build_config
 from cnnlab.engine.callbacks import Callback
-from cnnlab.training.spine import build_model_from_spec, load_run_dataset, model_spec, train_model
+from cnnlab.models.spec import build_model
 from cnnlab.reports.environment import environment_info, environment_line
+from cnnlab.training.assemble import load_run_dataset, model_spec_of
+from cnnlab.training.spine import train_model
 
 GROUPS = {  # first matching substring wins; names are aten operator names
     "convolution (forward + backward)": ("convolution", "conv2d", "mkldnn_conv", "conv_depthwise"),
@@ -56,7 +58,7 @@ def profile_model(model: str, data_dir: str, wait: int, active: int) -> dict:
     cfg = build_config({"model": {"name": model}, "data": {"data_dir": data_dir},
                         "optim": {"name": "adam", "lr": 0.001}})  # fmt: skip
     dataset = load_run_dataset(cfg, log=lambda _: None)
-    net = build_model_from_spec(model_spec(cfg, dataset))
+    net = build_model(model_spec_of(cfg, dataset))
     sched = schedule(wait=wait, warmup=2, active=active, repeat=1)
     with profile(activities=[ProfilerActivity.CPU], schedule=sched) as prof:
         train_model(net, cfg, epochs=1, log=lambda _: None,

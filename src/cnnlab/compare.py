@@ -28,11 +28,12 @@ from cnnlab.config import (
     merge_trees,
     read_yaml,
 )
-from cnnlab.training.spine import Log, run_training
+from cnnlab.engine.rundir import RunDir, RunDirError
 from cnnlab.recipes import Preset, load_preset
 from cnnlab.reports.environment import environment_info
 from cnnlab.reports.results import notes_against_claims, write_results
-from cnnlab.engine.rundir import RunDir, RunDirError
+from cnnlab.training.assemble import Log
+from cnnlab.training.spine import run_training
 
 
 @dataclass(frozen=True)
@@ -140,12 +141,12 @@ def _train_set_accuracy(rd: RunDir, cfg: RunConfig, log: Log) -> float:
     accuracy; the running accuracy of the last epoch (dropout on, weights still moving)
     understates it, so the comparison needs this figure."""
     from cnnlab.engine.checkpoint import atomic_write_text
-    from cnnlab.training.spine import run_evaluation
+    from cnnlab.trained.evaluation import evaluate_run
 
     if rd.file(RunDir.TRAIN_EVAL).is_file():
         return float(rd.read_json(RunDir.TRAIN_EVAL)["train_acc"])
     log("evaluating the final model on the training set")
-    m = run_evaluation(rd.path, data_dir=cfg.data.data_dir, log=log, split="train")
+    m = evaluate_run(rd.path, data_dir=cfg.data.data_dir, log=log, split="train")
     saved = {k: m[k] for k in ("train_acc", "train_loss", "num_images")}
     atomic_write_text(rd.file(RunDir.TRAIN_EVAL), json.dumps(saved, indent=2) + "\n")
     return float(m["train_acc"])
@@ -215,7 +216,8 @@ def _estimated_costs(work) -> list[float]:
     """Relative training cost of each run, multiply-adds per image x epochs: enough to order
     the queue (the runs of one study share their data set, which is read once here)."""
     from cnnlab.inspect.summary import summary
-    from cnnlab.training.spine import build_model_from_spec, load_run_dataset, model_spec
+    from cnnlab.models.spec import build_model
+    from cnnlab.training.assemble import load_run_dataset, model_spec_of
 
     datasets: dict[str, Any] = {}
     costs = []
@@ -223,9 +225,9 @@ def _estimated_costs(work) -> list[float]:
         key = repr((cfg.data.dataset, cfg.data.data_dir, cfg.data.allow_sample, cfg.data.params))
         if key not in datasets:
             datasets[key] = load_run_dataset(cfg, log=lambda msg: None)
-        spec = model_spec(cfg, datasets[key])
+        spec = model_spec_of(cfg, datasets[key])
         size = (spec["in_chans"], spec["input_size"], spec["input_size"])
-        costs.append(float(summary(build_model_from_spec(spec), size).macs) * cfg.train.epochs)
+        costs.append(float(summary(build_model(spec), size).macs) * cfg.train.epochs)
     return costs
 
 

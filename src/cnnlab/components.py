@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 
+from cnnlab.coercion import coerce_simple
+from cnnlab.errors import ConfigError
 from cnnlab.registry import DATASETS, LOSSES, MODELS, OPTIMIZERS, SCHEDULES, Registry, RegistryError
 
 _MODULES = (
@@ -35,27 +37,6 @@ REGISTRIES: dict[str, Registry] = {
     "optimizer": OPTIMIZERS,
     "schedule": SCHEDULES,
 }
-
-
-def all_registries() -> dict[str, Registry]:
-    """Every registry ``cnnlab list`` can show, including those of the data and nn modules."""
-    from cnnlab.compression import COMPRESSION
-    from cnnlab.data.augment import AUGMENTATIONS
-    from cnnlab.data.preprocess import PREPROCESSORS
-    from cnnlab.data.samplers import SAMPLERS
-    from cnnlab.nn.activations import ACTIVATIONS
-    from cnnlab.nn.init import INITS
-
-    load_registries()
-    return {
-        **REGISTRIES,
-        "activation": ACTIVATIONS,
-        "initializer": INITS,
-        "augmentation": AUGMENTATIONS,
-        "sampler": SAMPLERS,
-        "preprocessing": PREPROCESSORS,
-        "compression": COMPRESSION,
-    }
 
 
 # Arguments cnnlab supplies itself (from the data or the training loop); configs may not set them.
@@ -76,8 +57,6 @@ def load_registries() -> None:
 
 def check_component(kind: str, name: str, params: Mapping[str, Any], section: str) -> None:
     """Raise ConfigError if ``name`` is unknown or ``params`` do not fit its builder."""
-    from cnnlab.config import ConfigError, _coerce
-
     load_registries()
     registry = REGISTRIES[kind]
     try:
@@ -100,7 +79,7 @@ def check_component(kind: str, name: str, params: Mapping[str, Any], section: st
                 f"valid options: {', '.join(accepted) or '(none)'}"
             )
         if key in hints:
-            _coerce(hints[key], value, f"{section}.params.{key}")
+            coerce_simple(hints[key], value, f"{section}.params.{key}")
     try:
         _dry_build(kind, name, dict(params))
     except (ValueError, TypeError, KeyError) as err:
@@ -148,7 +127,6 @@ def _dry_build(kind: str, name: str, params: dict[str, Any]) -> None:
 
 def check_data_practice(data: Any) -> None:
     """Augmentation, preprocessing, sampler and imbalance specs, checked without any data."""
-    from cnnlab.config import ConfigError
     from cnnlab.data.augment import validate_augmentation
     from cnnlab.data.imbalance import make_imbalanced
     from cnnlab.data.preprocess import validate_preprocess
@@ -174,7 +152,6 @@ def check_data_practice(data: Any) -> None:
 
 def check_practice_components(cfg: Any) -> None:
     """The model's init scheme and the loss's mix task (checked without data)."""
-    from cnnlab.config import ConfigError
     from cnnlab.engine.mix_tasks import MIX_TASKS
     from cnnlab.nn.init import resolve_scheme
 

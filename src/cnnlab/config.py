@@ -21,9 +21,9 @@ from typing import Any, Union
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A config value that cannot be used; the message names the key and the problem."""
+from cnnlab.coercion import coerce_scalar
+from cnnlab.engine.rundir import RunDir
+from cnnlab.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,18 @@ class EarlyStoppingConfig:
 
 
 @dataclass(frozen=True)
+class EmaConfig:
+    """Exponential moving average of the weights (``cnnlab.engine.ema``): evaluation, the
+    checkpoint's final weights and ``cnnlab.load`` use the average when enabled."""
+
+    enabled: bool = False
+    decay: float = 0.99  # w_ema <- decay * w_ema + (1 - decay) * w
+    every: int = 1  # optimiser steps between updates
+    warmup: bool = True  # decay_n = min(decay, (1 + n) / (10 + n)) for the n-th update
+    bn: str = "average"  # batch-norm running statistics: average | copy
+
+
+@dataclass(frozen=True)
 class FinetuneConfig:
     """Start from a trained checkpoint (handbook §11.2.5)."""
 
@@ -123,11 +135,14 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
     channels_last: str = "auto"  # auto | on | off
-    compile: bool = False
+    compile: bool = False  # torch.compile the network (engine.runtime.Runtime.compile_model)
+    # default | reduce-overhead (+ CUDA graphs) | max-autotune | max-autotune-no-cudagraphs
+    compile_mode: str = "default"
     sync_bn: bool = False  # SyncBatchNorm across processes under torchrun
     threads: int | None = None  # torch intra-op threads (None: torch's default)
     grad_clip: float | None = None
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+    ema: EmaConfig = field(default_factory=EmaConfig)
     eval_every: int = 1  # epochs between evaluations
     checkpoint_every: int = 1  # epochs between checkpoints (0: only at the end)
     checkpoint_steps: int = 0  # also every N optimiser steps (0: off), for long epochs
@@ -164,7 +179,9 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "data.normalize": ("per-channel", "none"),
     "train.precision": ("auto", "fp32", "bf16", "fp16"),
     "train.channels_last": ("auto", "on", "off"),
+    "train.compile_mode": ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
     "train.early_stopping.metric": ("val_loss", "val_acc"),
+    "train.ema.bn": ("average", "copy"),
     "train.snapshots": ("off", "on", "cycles", "epochs"),
 }
 
@@ -316,37 +333,7 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         if not isinstance(value, Mapping):
             raise ConfigError(f"{key}: expected a mapping of options, found {value!r}")
         return dict(value)
-    return _coerce_scalar(tp, value, key)
-
-
-def _coerce_scalar(tp: Any, value: Any, key: str) -> Any:
-    found = f"found {value!r} ({type(value).__name__})"
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{key}: expected true or false, {found}")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise ConfigError(f"{key}: expected an integer, {found}")
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{key}: expected a number, {found}")
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        if isinstance(value, bool):  # YAML reads on/off as booleans
-            return "on" if value else "off"
-        raise ConfigError(f"{key}: expected a string, {found}")
-    raise ConfigError(f"{key}: unsupported config type {tp!r}")  # pragma: no cover
+    return coerce_scalar(tp, value, key)
 
 
 # --------------------------------------------------------------------------- validation
@@ -402,6 +389,9 @@ def _validate_practice(cfg: RunConfig) -> None:
     _check(r.max_norm is None or r.max_norm > 0, "regularization.max_norm", "> 0", r.max_norm)
     _check(es.patience >= 1, "train.early_stopping.patience", ">= 1", es.patience)
     _check(es.min_delta >= 0, "train.early_stopping.min_delta", ">= 0", es.min_delta)
+    ema = cfg.train.ema
+    _check(0 <= ema.decay < 1, "train.ema.decay", "a number in [0, 1)", ema.decay)
+    _check(ema.every >= 1, "train.ema.every", ">= 1", ema.every)
     if es.enabled and cfg.data.val_split <= 0:
         raise ConfigError(
             "train.early_stopping needs a validation split: set data.val_split (e.g. 0.1); "
@@ -447,7 +437,7 @@ def _check_write_paths(tree: Any, prefix: str = "") -> None:
 
 def _checkpoint_file(path: str) -> Path:
     p = Path(path)
-    return p / "checkpoint.safetensors" if p.is_dir() else p
+    return p / RunDir.CHECKPOINT if p.is_dir() else p
 
 
 def _validate_components(cfg: RunConfig) -> None:

@@ -112,10 +112,10 @@ def _saved_run_by_hand(run):
 
     from cnnlab.data.datasets import load_dataset
     from cnnlab.engine.checkpoint import load_checkpoint
-    from cnnlab.training.spine import build_model_from_spec
+    from cnnlab.models.spec import build_model
 
     ckpt = load_checkpoint(run)
-    model = build_model_from_spec(ckpt.meta["model"])
+    model = build_model(ckpt.meta["model"])
     ckpt.load_model(model)
     dmeta = ckpt.meta["data"]
     data = load_dataset(dmeta["dataset"], None, **dmeta.get("params", {}))

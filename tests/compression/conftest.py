@@ -41,12 +41,12 @@ def fake_ctx():
 
 def _make(name: str, size: int = 12, classes: int = 4, **params):
     """A registered model in eval mode with a fixed seed, and its spec."""
-    from cnnlab.training.spine import build_model_from_spec
+    from cnnlab.models.spec import build_model
 
     torch.manual_seed(0)
     spec = {"name": name, "params": params, "num_classes": classes, "in_chans": 1,
             "input_size": size}  # fmt: skip
-    return build_model_from_spec(spec).eval(), spec
+    return build_model(spec).eval(), spec
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from cnnlab.compression.storage import load_compressed, save_compressed
 @pytest.fixture(scope="module")
 def tiny_setup():
     from cnnlab.config import build_config
-    from cnnlab.training.spine import build_model_from_spec
+    from cnnlab.models.spec import build_model
 
     cfg = build_config({
         "data": {"dataset": "synthetic", "batch_size": 32, "eval_batch_size": 64,
@@ -28,7 +28,7 @@ def tiny_setup():
     spec = {"name": "resnet20", "params": {"width": 0.25}, "num_classes": 4, "in_chans": 1,
             "input_size": 12}  # fmt: skip
     torch.manual_seed(0)
-    return ctx, spec, build_model_from_spec(spec).eval()
+    return ctx, spec, build_model(spec).eval()
 
 
 @pytest.mark.parametrize("name", COMPRESSION.names())

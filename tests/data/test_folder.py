@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from cnnlab.data import folder as folder_mod
+from cnnlab.data import images as images_mod
 from cnnlab.data.cifar import DataFileError
 from cnnlab.data.datasets import DatasetNotFoundError, load_dataset
 from cnnlab.registry import RegistryError
@@ -128,7 +129,8 @@ def test_bad_files_stop_with_their_paths(tmp_path):
     with pytest.raises(DataFileError) as err:
         load(root, tmp_path)
     text = str(err.value)
-    assert str(garbage) in text and str(truncated) in text and "on_error='skip'" in text
+    assert str(garbage) in text and str(truncated) in text
+    assert "--set data.params.on_error=skip" in text  # the CLI form of the option
     assert "unreadable image file(s) (2)" in text
 
 
@@ -137,21 +139,22 @@ def test_skip_lists_every_skipped_and_ignored_file(tmp_path):
     ds = load(root, tmp_path, on_error="skip")
     assert len(ds.train_labels) + len(ds.test_labels) == 12
     assert str(garbage) in ds.notice and str(truncated) in ds.notice
-    assert str(root / "owl" / "README.txt") in ds.notice and "ignored (not PNG/JPEG)" in ds.notice
+    assert str(root / "owl" / "README.txt") in ds.notice
+    assert "ignored (not an image file)" in ds.notice
     again = load(root, tmp_path, on_error="skip")  # from the cache: the notice is kept
     assert again.notice == ds.notice
 
 
 def test_impossible_mode_conversion_is_reported(tmp_path, monkeypatch):
     root = make_tree(tmp_path / "pics")
-    real = folder_mod._to_8bit
+    real = images_mod._to_8bit
 
-    def picky(im, mode):
+    def picky(im):
         if im.size == (13, 9):  # the img1 files
             raise ValueError("conversion from LAB to RGB not supported")
-        return real(im, mode)
+        return real(im)
 
-    monkeypatch.setattr(folder_mod, "_to_8bit", picky)
+    monkeypatch.setattr(images_mod, "_to_8bit", picky)
     with pytest.raises(DataFileError, match=r"img1\.png: ValueError: conversion from LAB"):
         load(root, tmp_path)
 
@@ -180,7 +183,9 @@ def test_a_class_with_only_bad_files_is_refused_even_with_skip(tmp_path):
     ("opts", "error", "message"),
     [
         ({"image_size": 0}, RegistryError, "image_size must be an int >= 1"),
-        ({"mode": "CMYK"}, RegistryError, "mode must be one of RGB, L"),
+        ({"mode": "CMYK"}, RegistryError, "mode must be one of auto, RGB, L"),
+        ({"background": "pink"}, RegistryError, "background must be 'black', 'white' or a grey"),
+        ({"background": 256}, RegistryError, "background must be 'black', 'white' or a grey"),
         ({"on_error": "ignore"}, RegistryError, "on_error must be 'stop' or 'skip'"),
         ({"test_fraction": 1.0}, RegistryError, "test_fraction must be in"),
         ({"fit": "squash"}, RegistryError, "fit must be one of"),
@@ -217,3 +222,41 @@ def test_an_unwritable_cache_is_reported_not_fatal(tmp_path):
     assert "could not write the cache" in ds.notice
     plain = load_dataset("image_folder", root, image_size=4, cache=False)
     assert torch.equal(plain.train_images, ds.train_images) and plain.notice is None
+
+
+def grey_tree(root: Path, mode: str = "L") -> Path:
+    for k, name in enumerate(("dark", "light")):
+        for i in range(3):
+            path = root / name / f"{i}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.new(mode, (10, 10), 40 + 150 * k + i).save(path)
+    return root
+
+
+def test_auto_mode_loads_a_grey_folder_as_one_channel(tmp_path):
+    ds = load(grey_tree(tmp_path / "grey"), tmp_path, test_fraction=1 / 3)
+    assert ds.in_chans == 1  # every file is stored grey (L)
+    assert sorted(ds.train_images[:, 0, 0, 0].tolist()) == [40, 41, 190, 191]
+    palette = grey_tree(tmp_path / "palette", mode="L")
+    Image.new("L", (10, 10), 7).convert("P").save(palette / "dark" / "3.png")  # grey palette
+    assert load(palette, tmp_path).in_chans == 1
+    # One colour file makes the whole folder RGB; an explicit mode always wins.
+    mixed = grey_tree(tmp_path / "mixed")
+    solid(mixed / "light" / "colour.png", (200, 30, 10))
+    assert load(mixed, tmp_path).in_chans == 3
+    assert load(grey_tree(tmp_path / "forced"), tmp_path, mode="RGB").in_chans == 3
+
+
+def test_transparent_pixels_take_the_background(tmp_path):
+    root = make_tree(tmp_path / "pics", per_class=2)
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    rgba[..., 0] = 200  # red everywhere, but only the left half opaque
+    rgba[:, :4, 3] = 255
+    Image.fromarray(rgba, "RGBA").save(root / "cat" / "cut.png")
+    for background, level in (("black", 0), ("white", 255), (128, 128)):
+        x = folder_mod.decode_image(root / "cat" / "cut.png", 8, "RGB", "stretch", background)
+        assert (x[:, :, :4] == np.array([200, 0, 0]).reshape(3, 1, 1)).all()
+        assert (x[:, :, 4:] == level).all()
+    ds = load(root, tmp_path, background="white", test_fraction=0.25)
+    images = torch.cat([ds.train_images, ds.test_images])
+    assert ((images[:, :, :, 4:] == 255).flatten(1).all(1)).sum() == 1  # the option is used

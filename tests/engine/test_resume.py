@@ -8,7 +8,8 @@ import torch
 from cnnlab.engine.callbacks import Callback
 from cnnlab.engine.checkpoint import CheckpointError
 from cnnlab.engine.resume import ResumePoint
-from cnnlab.training.spine import build_model_from_spec, train_model
+from cnnlab.models.spec import build_model
+from cnnlab.training.spine import train_model
 
 SPEC = {"name": "cnn1", "params": {}, "num_classes": 4, "in_chans": 1, "input_size": 12}
 
@@ -30,7 +31,7 @@ class StopBefore(Callback):
 
 def _train(cfg, point=None, callbacks=(), lines=None):
     torch.manual_seed(0)
-    model = build_model_from_spec(SPEC)
+    model = build_model(SPEC)
     log = lines.append if lines is not None else (lambda m: None)
     history, _ = train_model(model, cfg, resume=point, callbacks=callbacks, log=log)
     return model, history

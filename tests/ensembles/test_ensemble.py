@@ -12,14 +12,14 @@ import torch.nn.functional as F
 from cnnlab.engine.checkpoint import save_checkpoint
 from cnnlab.ensembles import ABSTAIN, Ensemble, EnsembleError
 from cnnlab.evaluation.evaluate import evaluate
-from cnnlab.training.spine import build_model_from_spec
+from cnnlab.models.spec import build_model
 
 SPEC = {"name": "cnn1", "params": {}, "num_classes": 4, "in_chans": 1, "input_size": 12}
 
 
 def make_model(seed: int) -> nn.Module:
     torch.manual_seed(seed)
-    return build_model_from_spec(SPEC).eval()
+    return build_model(SPEC).eval()
 
 
 def batches(n_batches: int = 3, seed: int = 0):
@@ -119,7 +119,7 @@ def test_rules_are_checked():
 
 
 def _save_run(path, model, spec=SPEC, mean=(0.2,), std=(0.5,), classes=("a", "b", "c", "d")):
-    data = {"classes": list(classes), "mean": list(mean), "std": list(std)}
+    data = {"dataset": "synthetic", "classes": list(classes), "mean": list(mean), "std": list(std)}
     meta = {"model": spec, "data": data, "config": {"data": {"preprocess": []}}}
     save_checkpoint(path / "checkpoint.safetensors", model=model, meta=meta, rng=False)
     return path
@@ -143,7 +143,7 @@ def test_from_runs_refuses_incompatible_members(tmp_path):
     r1 = _save_run(tmp_path / "r1", make_model(1))
     spec3 = dict(SPEC, num_classes=3)
     torch.manual_seed(0)
-    r2 = _save_run(tmp_path / "r2", build_model_from_spec(spec3), spec=spec3, classes="abc")
+    r2 = _save_run(tmp_path / "r2", build_model(spec3), spec=spec3, classes="abc")
     with pytest.raises(EnsembleError, match="num_classes is 3.*must share classes"):
         Ensemble.from_runs([r1, r2])
     r3 = _save_run(tmp_path / "r3", make_model(2), classes="abce")

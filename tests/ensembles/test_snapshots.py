@@ -14,8 +14,10 @@ from cnnlab.engine.callbacks import Callback
 from cnnlab.engine.state import TrainState
 from cnnlab.ensembles import Ensemble, EnsembleError, SnapshotSaver, list_snapshots
 from cnnlab.ensembles.snapshots import snapshot_callbacks, snapshot_info, snapshot_steps
+from cnnlab.models.spec import build_model
 from cnnlab.optim.schedules import cosine_restarts, with_warmup
-from cnnlab.training.spine import build_model_from_spec, model_spec, train_model
+from cnnlab.training.assemble import model_spec_of
+from cnnlab.training.spine import train_model
 
 
 def restart_points(factor, total: int, start: int = 1) -> list[int]:
@@ -80,14 +82,14 @@ def test_snapshots_during_training_and_the_snapshot_ensemble(tiny_cfg, tmp_path)
     torch.manual_seed(0)
     spec = {"name": "cnn1", "params": {"norm": "bn"}, "num_classes": 4, "in_chans": 1,
             "input_size": 12}  # fmt: skip
-    model = build_model_from_spec(spec)
+    model = build_model(spec)
     saver = SnapshotSaver.from_config(cfg, tmp_path, spec=spec)
     probe = LrProbe()
     _, data = train_model(model, cfg, callbacks=[saver, probe], log=lambda m: None)
     assert [step for _, step, _ in saver.saved] == [25, 50, 75, 100]
     for step in (25, 50, 75):  # saved at the LR minimum; the next iteration restarts at eta0
         assert probe.lr[step] == pytest.approx(0.1) and probe.lr[step - 1] < 0.001
-    assert model_spec(cfg, data.dataset) == spec
+    assert model_spec_of(cfg, data.dataset) == spec
     ens = Ensemble.from_snapshots(tmp_path, last=2)
     assert ens.names == ["snapshot_3", "snapshot_4"] and ens.meta["snapshots"] == [3, 4]
     final = ens.members[1].state_dict()

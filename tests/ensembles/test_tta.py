@@ -7,16 +7,16 @@ import torch
 import torch.nn.functional as F
 
 from cnnlab.ensembles import TTA, Ensemble, EnsembleError, preset_views
-from cnnlab.evaluation.tta import make_view, shift
 from cnnlab.evaluation.evaluate import evaluate
-from cnnlab.training.spine import build_model_from_spec
+from cnnlab.evaluation.tta import make_view, shift
+from cnnlab.models.spec import build_model
 
 SPEC = {"name": "cnn1", "params": {}, "num_classes": 4, "in_chans": 1, "input_size": 12}
 
 
 def model(seed: int = 0):
     torch.manual_seed(seed)
-    return build_model_from_spec(SPEC).eval()
+    return build_model(SPEC).eval()
 
 
 def data(seed: int = 0):

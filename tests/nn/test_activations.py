@@ -19,6 +19,7 @@ REFERENCE = {
     "elu": lambda x: torch.where(x > 0, x, torch.exp(x) - 1),
     "prelu": lambda x: torch.where(x >= 0, x, 0.25 * x),
     "lecun_tanh": lambda x: 1.7159 * torch.tanh(2 * x / 3),
+    "gelu": lambda x: x * 0.5 * (1 + torch.erf(x / 2**0.5)),  # x * Phi(x)
 }
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from cnnlab.config import build_config
-from cnnlab.training.spine import run_training
 from cnnlab.reports.environment import environment_info
+from cnnlab.training.spine import run_training
 
 
 def _train(root: Path, name: str, model: str, **params) -> Path:

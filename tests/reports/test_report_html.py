@@ -245,8 +245,8 @@ def test_report_error_is_a_run_dir_error():
 
 
 def test_cnn_run_page_has_inside_the_network(tmp_path, tiny_cfg):
-    from cnnlab.training.spine import run_training
     from cnnlab.reports.html import build_run_report
+    from cnnlab.training.spine import run_training
 
     run_training(tiny_cfg(train={"epochs": 1}), tmp_path / "run", log=lambda m: None)
     html = build_run_report(tmp_path / "run").read_text()

@@ -27,14 +27,16 @@ def time_steps(batch: int, data_dir: str, warmup: int, steps: int) -> list[float
     """In this process: the seconds of each timed step at this batch size."""
     from cnnlab.config import build_config, read_yaml
     from cnnlab.engine.callbacks import StepClock
-    from cnnlab.training.spine import build_model_from_spec, load_run_dataset, model_spec, train_model
+    from cnnlab.models.spec import build_model
+    from cnnlab.training.assemble import load_run_dataset, model_spec_of
+    from cnnlab.training.spine import train_model
 
     tree = read_yaml(HERE / "recipe.yaml")
     cfg = build_config(
         tree, [f"data.data_dir={data_dir}", "train.progress=false", f"data.batch_size={batch}"]
     )
     dataset = load_run_dataset(cfg, log=lambda _: None)
-    net = build_model_from_spec(model_spec(cfg, dataset))
+    net = build_model(model_spec_of(cfg, dataset))
 
     clock = StepClock(stop_after=warmup + steps)
     train_model(net, cfg, epochs=1, log=lambda _: None, callbacks=[clock])

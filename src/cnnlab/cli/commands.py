@@ -13,6 +13,7 @@ from cnnlab.cli import (
     inspect_cmd,
     inspect_net_cmd,
     lrfind_cmd,
+    predict_cmd,
     report_cmd,
     train_cmd,
 )
@@ -20,6 +21,7 @@ from cnnlab.cli import (
 REGISTRATIONS = [
     train_cmd.register_train,
     train_cmd.register_eval,
+    predict_cmd.register,
     compare_cmd.register,
     compress_cmd.register,
     ensemble_cmd.register,

@@ -29,8 +29,8 @@ def cmd_compress(args) -> int:
 
     from cnnlab.cli.errors import UsageError
     from cnnlab.compression.arch import ArchitectureError
-    from cnnlab.compression.encoding import StorageError
     from cnnlab.compression.compress_run import run_compression
+    from cnnlab.compression.encoding import StorageError
     from cnnlab.compression.state import CompressionError
 
     out = Path(args.out) if args.out else Path(args.run_dir) / "compressed"

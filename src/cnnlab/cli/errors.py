@@ -13,10 +13,10 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from cnnlab.data.download import DownloadError
     from cnnlab.data.idx import IdxError
     from cnnlab.engine.checkpoint import CheckpointError
+    from cnnlab.engine.rundir import RunDirError
     from cnnlab.engine.trainer import DivergenceError
     from cnnlab.export import ExportError
     from cnnlab.registry import RegistryError
-    from cnnlab.engine.rundir import RunDirError
 
     return (
         ConfigError,

@@ -19,7 +19,31 @@ LISTABLE = {
     "samplers": "sampler",
     "preprocessing": "preprocessing",
     "compression": "compression",
+    "mix": "mix",
 }
+# The config key (``--set`` form) that selects an entry of each kind; compression steps are
+# chosen in the ``cnnlab compress --config`` file.
+SELECTED_BY = {
+    "models": "model.name={}",
+    "datasets": "data.dataset={}",
+    "losses": "loss.name={}",
+    "optimizers": "optim.name={}",
+    "schedules": "schedule.name={}",
+    "activations": "model.params.activation={}",
+    "initializers": "model.init={}",
+    "augmentations": "data.augment=[{}]",
+    "samplers": "data.sampler={}",
+    "preprocessing": "data.preprocess=[{}]",
+    "compression": "compress steps: [{{name: {}}}]",
+    "mix": "loss.mix={{name: {}}}",
+}
+# Selectable practices that are options rather than registry entries, listed with their kind.
+EXTRA = {
+    "schedules": [
+        ("warmup", "schedule.warmup_epochs=N", "Linear learning-rate warm-up over the first N "
+         "epochs, before any schedule (Goyal et al. 2017); fractions of an epoch allowed."),
+    ],
+}  # fmt: skip
 
 
 def parse_input(text: str) -> tuple[int, int, int]:
@@ -73,16 +97,65 @@ def cmd_summary(args) -> int:
 
 
 def register_list(sub) -> None:
-    p = sub.add_parser("list", help="list registered components, one per line")
-    p.add_argument("kind", choices=sorted(LISTABLE), help="what to list")
+    p = sub.add_parser(
+        "list", help="list selectable components, one per line, with the config key to set",
+        description="Every selectable component of a kind (all kinds without KIND), each with "
+        "the config key that selects it (--set KEY=VALUE or the YAML recipe) and its summary.",
+    )  # fmt: skip
+    p.add_argument("kind", nargs="?", choices=sorted(LISTABLE), help="what to list (default all)")
     p.set_defaults(func=cmd_list)
 
 
-def cmd_list(args) -> int:
-    from cnnlab.components import all_registries
+def all_registries() -> dict:
+    """Every registry ``cnnlab list`` can show, including those of the data and nn modules."""
+    # Imported here, not at the top, so that `cnnlab --help` stays fast (the CLI imports
+    # lazily, always downward).
+    from cnnlab.components import REGISTRIES, load_registries
+    from cnnlab.compression import COMPRESSION
+    from cnnlab.data.augment import AUGMENTATIONS
+    from cnnlab.data.preprocess import PREPROCESSORS
+    from cnnlab.data.samplers import SAMPLERS
+    from cnnlab.nn.activations import ACTIVATIONS
+    from cnnlab.nn.init import INITS
 
-    registry = all_registries()[LISTABLE[args.kind]]
-    width = max(len(n) for n in registry.names())
-    for name in registry.names():
-        print(f"{name:<{width}}  {registry.describe(name)}".rstrip())
+    load_registries()
+    return {
+        **REGISTRIES,
+        "activation": ACTIVATIONS,
+        "initializer": INITS,
+        "augmentation": AUGMENTATIONS,
+        "sampler": SAMPLERS,
+        "preprocessing": PREPROCESSORS,
+        "compression": COMPRESSION,
+        "mix": _mix_registry(),
+    }
+
+
+def _mix_registry():
+    """Mixup and CutMix (``loss.mix``) as a registry, so they list like the rest."""
+    from cnnlab.engine.mix_tasks import MIX_TASKS
+    from cnnlab.registry import Registry
+
+    registry = Registry("mix")
+    for name, task in MIX_TASKS.items():
+        registry.register(name)(task)
+    return registry
+
+
+def _listing(kind: str, registry) -> list[tuple[str, str, str]]:
+    rows = [(n, SELECTED_BY[kind].format(n), registry.describe(n)) for n in registry.names()]
+    return rows + EXTRA.get(kind, [])
+
+
+def cmd_list(args) -> int:
+    registries = all_registries()
+    kinds = [args.kind] if args.kind else list(LISTABLE)
+    for i, kind in enumerate(kinds):
+        rows = _listing(kind, registries[LISTABLE[kind]])
+        if not args.kind:  # everything: a heading per kind, a blank line between kinds
+            print(("\n" if i else "") + f"{kind}:")
+        width = max(len(r[0]) for r in rows)
+        key_width = max(len(r[1]) for r in rows)
+        for name, key, text in rows:
+            print(f"{name:<{width}}  {key:<{key_width}}  {text}".rstrip())
     return 0

@@ -141,10 +141,10 @@ def register_eval(sub) -> None:
 
 
 def cmd_eval(args) -> int:
-    from cnnlab.training.spine import run_evaluation
+    from cnnlab.trained.evaluation import evaluate_run
 
     split = args.split
-    metrics = run_evaluation(
+    metrics = evaluate_run(
         args.checkpoint, data_dir=args.data_dir, log=log, split=split, tta=args.tta
     )
     views = f" with {args.tta} test-time augmentation" if args.tta else ""

@@ -19,10 +19,10 @@ from cnnlab.compression import (  # noqa: F401  (importing registers the steps)
     pruning,
     quantization,
 )
+from cnnlab.compression.compress_run import read_config, run_compression
 from cnnlab.compression.context import CompressContext
 from cnnlab.compression.distillation import DistillationTask, distillation_loss
 from cnnlab.compression.pruning import GroupLassoTask, group_lasso_penalty
-from cnnlab.compression.compress_run import read_config, run_compression
 from cnnlab.compression.state import CompressionError, CompressState
 from cnnlab.compression.steps import COMPRESSION, Step, build_step
 from cnnlab.compression.storage import load_compressed, save_compressed

@@ -2,9 +2,9 @@
 
 Compression changes the structure (a Linear becomes two, a conv loses filters, a layer turns
 binary). A saved compressed model must rebuild without pickling code, so the file stores the
-model spec (``cnnlab.training.spine.build_model_from_spec``) plus a list of *patches*: for every
+model spec (``cnnlab.training.spine.build_model``) plus a list of *patches*: for every
 submodule whose type or constructor arguments changed, its path and a JSON description of the
-new module. ``apply_patches(build_model_from_spec(spec), patches)`` gives back the structure;
+new module. ``apply_patches(build_model(spec), patches)`` gives back the structure;
 the weights come from the stored tensors.
 
 Only a fixed set of module types can be described (convolutions, linear layers, batch norm,

@@ -21,24 +21,27 @@ first) are then timed side by side. report.json and report.md hold the table.
 
 from __future__ import annotations
 
-import copy
 import json
 import platform
 import shutil
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from cnnlab.compression.compression_report import add_ratios, write_reports
 from cnnlab.compression.context import FINETUNE_KEYS, CompressContext
 from cnnlab.compression.measure import count_parameters, model_macs, time_models
-from cnnlab.compression.compression_report import add_ratios, write_reports
 from cnnlab.compression.state import CompressionError, CompressState
 from cnnlab.compression.steps import Step, build_step
 from cnnlab.compression.storage import load_compressed, save_compressed
+from cnnlab.config import FinetuneConfig
+from cnnlab.engine.checkpoint import CheckpointError
+from cnnlab.trained.run import load
 
 Log = Callable[[str], None]
 TOP_KEYS = ("steps", "finetune", "measure")
@@ -84,29 +87,15 @@ def read_config(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
 
 
 def load_run(run_dir: str | Path, data_dir: str | None = None):
-    """(config, model with the run's final weights, checkpoint metadata) of a training run."""
-    from cnnlab.config import build_config
-    from cnnlab.engine.checkpoint import load_checkpoint
-    from cnnlab.training.spine import build_model_from_spec
-
-    ckpt = load_checkpoint(run_dir)
-    tree = copy.deepcopy(ckpt.meta.get("config") or {})
-    if "model" not in ckpt.meta or not tree:
-        raise CompressionError(f"{ckpt.path}: holds no model spec/config (not a cnnlab run?)")
-    tree["finetune"] = {}
-    recorded = tree.get("data", {}).get("data_dir")
-    if data_dir is not None or (recorded and not Path(recorded).is_dir()):
-        tree["data"]["data_dir"] = data_dir
-    cfg = build_config(tree)
-    model = build_model_from_spec(ckpt.meta["model"])
-    ckpt.load_model(model)
-    es = tree.get("train", {}).get("early_stopping", {})
-    best = ckpt.path.parent / "best.safetensors"
-    if es.get("enabled") and es.get("restore_best", True) and best.is_file():
-        from safetensors.torch import load_file
-
-        model.load_state_dict(load_file(str(best)))
-    return cfg, model.eval(), ckpt.meta
+    """(config, model with the weights the run reports, checkpoint metadata) of a training run,
+    through ``cnnlab.load``. The config's fine-tuning section is cleared: a compression step
+    starts from the trained network itself."""
+    try:
+        run = load(run_dir, data_dir=data_dir, device="cpu")
+    except CheckpointError as err:
+        raise CompressionError(str(err)) from None
+    cfg = replace(run.config, finetune=FinetuneConfig())
+    return cfg, run.fresh_model(), run.meta
 
 
 def _reload_check(path: Path, model: nn.Module, ctx: CompressContext) -> tuple[float, float]:

@@ -119,12 +119,13 @@ def distill(
                "teacher": teacher, "width": width}  # fmt: skip
 
     def apply(state: CompressState, ctx: Any) -> dict[str, Any]:
-        from cnnlab.training.spine import build_model_from_spec, seed_everything
+        from cnnlab.models.spec import build_model
+        from cnnlab.training.assemble import seed_everything
 
         spec = student_spec(state.spec, student, width)
         teacher_model = load_teacher(teacher, state, ctx)
         seed_everything(ctx.train_cfg.seed)
-        model = build_model_from_spec(spec)
+        model = build_model(spec)
         n_epochs = epochs or ctx.train_cfg.train.epochs
         ctx.log(f"distill: training {spec['name']} {spec['params']} for {n_epochs} epochs")
         history = ctx.train(model, n_epochs, DistillationTask(teacher_model, temperature, alpha))

@@ -10,6 +10,11 @@ fp32 throughput on an AVX-512 EPYC with VNNI and ran 2.1x on an AVX2-only one. t
 alone does not ship; the FX flow still works here, and its warnings are silenced where it is
 called.
 
+Device: torch's quantized kernels (fbgemm/x86, oneDNN, qnnpack) exist for the CPU only, so
+``quantize_int8`` refuses a model or batches on another device (a GPU) with a message saying
+so, and the ``int8`` compression step, given a run trained on a GPU, quantises a CPU copy and
+says so in its log and report: the int8 model is measured on the CPU.
+
 Storage: the converted model's state dict, with every quantized tensor as its int8/uint8
 integer values plus scales and zero points (per channel or per tensor). Loading rebuilds the
 float model, runs ``prepare_fx``/``convert_fx`` again on one dummy batch to get the same graph,
@@ -54,9 +59,17 @@ def quantize_int8(
 
     if backend not in BACKENDS:
         raise ValueError(f"int8 backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+    batches = list(batches)
+    elsewhere = off_cpu(model, batches)
+    if elsewhere:
+        raise CompressionError(
+            f"int8: torch's int8 quantisation ({backend} kernels) runs on the CPU only, and the "
+            f"model or its calibration batches are on {', '.join(elsewhere)}; quantise a CPU "
+            "copy (model.cpu() and CPU batches): the int8 model then runs on the CPU"
+        )
     torch.backends.quantized.engine = backend  # the kernels the converted model will run
-    net = Logits(copy.deepcopy(model).cpu().float().eval())
-    batches = [x.detach().cpu().contiguous() for x in batches]
+    net = Logits(copy.deepcopy(model).float().eval())
+    batches = [x.detach().contiguous() for x in batches]
     if not batches:
         raise ValueError("int8 quantisation needs at least one calibration batch")
     with warnings.catch_warnings():
@@ -73,6 +86,12 @@ def quantize_int8(
                 f"int8: torch FX could not quantise {type(model).__name__} ({first})"
             ) from err
     return quantized.eval()
+
+
+def off_cpu(model: nn.Module, batches: Iterable[torch.Tensor] = ()) -> list[str]:
+    """The devices other than the CPU that ``model``'s tensors or ``batches`` are on."""
+    tensors = [*model.parameters(), *model.buffers(), *batches]
+    return sorted({str(t.device) for t in tensors if t.device.type != "cpu"})
 
 
 def is_quantized_model(model: nn.Module) -> bool:
@@ -151,10 +170,22 @@ def int8(*, calibration_batches: int = 10, backend: str = "x86") -> Step:
         if any(isinstance(m, BINARY_LAYERS) for m in state.model.modules()):
             raise CompressionError("int8: binary layers cannot be int8-quantised")
         batches = [x for x, _ in ctx.sample_batches(calibration_batches)]
+        data = getattr(getattr(ctx, "data", None), "train", None)
+        elsewhere = off_cpu(state.model, [*batches, *([data.images] if data is not None else [])])
+        report: dict[str, Any] = {}
+        if elsewhere:  # a run trained on a GPU: fall back to the CPU, and say so
+            report["note"] = (
+                f"int8: torch's int8 kernels run on the CPU only; the run's model/data are on "
+                f"{', '.join(elsewhere)}, so a CPU copy is quantised and the int8 model is "
+                "measured on the CPU"
+            )
+            ctx.log(report["note"])
         float_model = state.model.cpu().eval()
+        batches = [x.cpu() for x in batches]
         state.model = quantize_int8(float_model, batches, backend)
         state.int8 = {"backend": backend, "float_model": float_model}
         state.encodings = {}
-        return {"backend": backend, "calibration_images": sum(len(x) for x in batches)}
+        return {"backend": backend, "calibration_images": sum(len(x) for x in batches),
+                "device": "cpu", **report}  # fmt: skip
 
     return Step("int8", options, apply)

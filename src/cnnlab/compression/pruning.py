@@ -191,7 +191,7 @@ def group_lasso(
         raise ValueError(f"lambda_channel must be >= 0, got {lambda_channel!r}")
 
     def apply(state: CompressState, ctx: Any) -> dict[str, Any]:
-        from cnnlab.training.spine import build_task
+        from cnnlab.training.assemble import build_task
 
         inner = build_task(ctx.finetune_cfg, ctx.data, torch.device("cpu"))
         task = GroupLassoTask(inner, options["lambda_filter"], options["lambda_channel"])

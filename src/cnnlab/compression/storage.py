@@ -68,10 +68,10 @@ def save_compressed(
     """Write ``model`` (a finalized compressed model) to ``path``; return the file size."""
     from safetensors.torch import save
 
-    from cnnlab.training.spine import build_model_from_spec
+    from cnnlab.models.spec import build_model
 
     structure = int8["float_model"] if int8 is not None else model
-    patches = arch.architecture_patches(build_model_from_spec(spec), structure)
+    patches = arch.architecture_patches(build_model(spec), structure)
     if int8 is not None:
         tensors, metas = _int8_payload(model)
     else:
@@ -114,10 +114,10 @@ def read_compressed(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
 
 def load_compressed(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild a saved compressed model (eval mode, CPU) and return it with its metadata."""
-    from cnnlab.training.spine import build_model_from_spec
+    from cnnlab.models.spec import build_model
 
     tensors, meta = read_compressed(path)
-    model = arch.apply_patches(build_model_from_spec(meta["model"]), meta["patches"])
+    model = arch.apply_patches(build_model(meta["model"]), meta["patches"])
     if meta["kind"] == "int8":
         from cnnlab.compression.int8 import decode_value, quantize_int8
 

@@ -1,8 +1,14 @@
 """Data layer: IDX files, in-memory data sets and verified downloads (Handbook Ch. 5-6).
 
-Importing this package registers the built-in data sets in ``cnnlab.registry.DATASETS``.
+Importing this package registers the built-in data sets in ``cnnlab.registry.DATASETS``:
+``datasets`` (Fashion-MNIST, MNIST, synthetic), then ``cifar`` and ``folder`` (image folders),
+which build on it. Any ``import cnnlab.data.x`` runs this file first, so a data set named in a
+config is always registered.
 """
 
+# The data-set families register their builders when imported (cifar and folder build on
+# datasets, which the import of either loads first).
+from cnnlab.data import cifar, folder  # noqa: F401  (registration)
 from cnnlab.data.datasets import (
     DATA_ENV_VAR,
     DatasetNotFoundError,

@@ -144,14 +144,19 @@ def build_cutout(*, size: int = 8, p: float = 1.0, value: float | str = 0.0) -> 
 
 
 class Compose:
-    """Apply augmentations in order, all drawing from the one generator (deterministic)."""
+    """Apply augmentations in order, all drawing from the one generator (deterministic).
+
+    Ops that need the batch's image indices (``uses_index``, e.g. alternating flips) get the
+    ``index``/``epoch``/``seed`` the loader passes; the others are called as ``op(x, gen)``.
+    """
 
     def __init__(self, ops: Sequence[Augmentation]) -> None:
         self.ops = list(ops)
+        self.uses_index = any(getattr(op, "uses_index", False) for op in self.ops)
 
-    def __call__(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, gen: torch.Generator, **where: Any) -> torch.Tensor:
         for op in self.ops:
-            x = op(x, gen)
+            x = _call(op, x, gen, where)
         return x
 
     def __len__(self) -> int:
@@ -174,12 +179,18 @@ def chain_transforms(*transforms: Any) -> Any:
     if len(parts) == 1:
         return parts[0]
 
-    def run(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    def run(x: torch.Tensor, gen: torch.Generator, **where: Any) -> torch.Tensor:
         for t in parts:
-            x = t(x, gen)
+            x = _call(t, x, gen, where)
         return x
 
+    run.uses_index = any(getattr(t, "uses_index", False) for t in parts)  # type: ignore[attr-defined]
     return run
+
+
+def _call(op: Any, x: torch.Tensor, gen: torch.Generator, where: dict[str, Any]) -> torch.Tensor:
+    """``op(x, gen)``, plus the loader's index/epoch/seed for ops that use them."""
+    return op(x, gen, **where) if where and getattr(op, "uses_index", False) else op(x, gen)
 
 
 def _split_spec(spec: Any, index: int) -> tuple[str, dict[str, Any]]:

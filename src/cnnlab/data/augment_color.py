@@ -21,6 +21,7 @@ from cnnlab.data.augment_core import (
     check,
     check_prob,
     chosen,
+    constant,
     from_pixels,
     normal,
     stats,
@@ -105,7 +106,7 @@ def build_color_jitter_rgb(
         m, s = stats(mean0 or (0.0,) * c, std0 or (1.0,) * c, x)
         px = to_pixels(x, m, s)
         px = px * _factor(gen, b, bri, x)[:, None]
-        weights = torch.tensor([0.299, 0.587, 0.114] if c == 3 else [1 / c] * c, device=x.device)
+        weights = constant([0.299, 0.587, 0.114] if c == 3 else [1 / c] * c, x.device)
         grey = (px * weights.view(1, c, 1, 1).to(x.dtype)).sum(1, keepdim=True)  # (B, 1, H, W)
         level = grey.mean(dim=(2, 3), keepdim=True)
         px = level + (px - level) * _factor(gen, b, con, x)[:, None]

@@ -8,6 +8,7 @@ and moved to the batch's device, so a CPU generator also drives a batch on anoth
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -20,9 +21,11 @@ from cnnlab.registry import Registry, RegistryError
 __all__ = [
     "AUGMENTATIONS",
     "Augmentation",
+    "IndexedOp",
     "Op",
     "apply_where",
     "check",
+    "constant",
     "pick",
     "uniform",
     "warp",
@@ -39,6 +42,8 @@ INTERPOLATIONS = ("bilinear", "nearest")
 class Op:
     """A built augmentation: a named callable ``op(x, gen)`` that shows its options in repr."""
 
+    uses_index = False  # see IndexedOp
+
     def __init__(self, name: str, fn: Augmentation, **options: Any) -> None:
         self.name, self.fn, self.options = name, fn, options
 
@@ -48,6 +53,29 @@ class Op:
     def __repr__(self) -> str:
         opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
         return f"{self.name}({opts})"
+
+
+class IndexedOp(Op):
+    """An augmentation that also needs to know which images it is given and when.
+
+    The loader calls it as ``op(x, gen, index=idx, epoch=e, seed=s)``: ``idx`` (B,) are the
+    images' positions in the training set, ``e`` the epoch and ``s`` the loader's seed, so the
+    op can treat an image consistently across epochs (alternating flips). Called as plain
+    ``op(x, gen)`` (e.g. ``cnnlab augment --show``) the three are None and the op falls back
+    to a random draw from ``gen``.
+    """
+
+    uses_index = True
+
+    def __call__(
+        self,
+        x: torch.Tensor,
+        gen: torch.Generator,
+        index: torch.Tensor | None = None,
+        epoch: int | None = None,
+        seed: int | None = None,
+    ) -> torch.Tensor:
+        return self.fn(x, gen, index, epoch, seed)
 
 
 def check(ok: bool, name: str, message: str) -> None:
@@ -98,9 +126,24 @@ def between(gen: torch.Generator, n: int, lo: float, hi: float, like: torch.Tens
     return lo + (hi - lo) * uniform(gen, (n,), like)
 
 
+def constant(
+    values: Sequence[float], device: torch.device, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """``values`` as a 1-D tensor on ``device``, made once per (values, device, dtype): a
+    tensor built from Python numbers on a GPU is a blocking host-to-device copy, which per
+    batch would stall the training loop (issue 23). Treat it as read-only."""
+    return _constant(tuple(float(v) for v in values), torch.device(device), dtype)
+
+
+@functools.lru_cache(maxsize=256)
+def _constant(values: tuple[float, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    with torch.inference_mode(False):  # usable in autograd later, whoever made it first
+        return torch.tensor(values, dtype=dtype).to(device)
+
+
 def pick(gen: torch.Generator, n: int, values: Sequence[float], like: torch.Tensor) -> torch.Tensor:
     """``n`` draws (with replacement) from the list ``values``."""
-    table = torch.tensor([float(v) for v in values], device=like.device)
+    table = constant(values, like.device)
     k = (uniform(gen, (n,), like) * len(values)).long().clamp_(max=len(values) - 1)
     return table[k]
 
@@ -146,8 +189,8 @@ def from_pixels(p: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch
 
 def stats(mean: Sequence[float], std: Sequence[float], x: torch.Tensor) -> tuple[Any, Any]:
     """The normaliser's mean/std as (1, C, 1, 1) tensors matching ``x``."""
-    m = torch.tensor(list(mean), dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    s = torch.tensor(list(std), dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    m = constant(mean, x.device, x.dtype).view(1, -1, 1, 1)
+    s = constant(std, x.device, x.dtype).view(1, -1, 1, 1)
     if m.shape[1] != x.shape[1]:
         raise ValueError(
             f"the normaliser has {m.shape[1]} channel(s) but the batch has {x.shape[1]}"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -10,7 +10,7 @@ from cnnlab.data.augment import build_augmentation, chain_transforms
 from cnnlab.data.datasets import ImageDataset, load_dataset
 from cnnlab.data.imbalance import make_imbalanced
 from cnnlab.data.loader import BatchLoader, Normalizer, stratified_split
-from cnnlab.data.preprocess import build_preprocess
+from cnnlab.data.preprocess import Pipeline, build_preprocess
 from cnnlab.data.samplers import build_sampler
 
 
@@ -28,6 +28,7 @@ class DataBundle:
     test: BatchLoader
     normalizer: Normalizer
     class_counts: torch.Tensor  # of the training split actually used
+    preprocess: Pipeline = field(default_factory=lambda: Pipeline([]))  # fitted on train only
 
     @property
     def num_classes(self) -> int:
@@ -127,6 +128,7 @@ def build_data(
         test=loader(dataset.test_images, dataset.test_labels, False),
         normalizer=normalizer,
         class_counts=torch.bincount(train_y, minlength=dataset.num_classes),
+        preprocess=pre,
     )
 
 

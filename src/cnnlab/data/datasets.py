@@ -356,7 +356,3 @@ def load_dataset(
 ) -> ImageDataset:
     """Load a registered data set by name; ``options`` go to its builder (checked by name)."""
     return DATASETS.build(name, data_dir=data_dir, allow_sample=allow_sample, **options)
-
-
-# Further data sets register themselves on import (kept last: they import this module).
-from cnnlab.data import cifar as _cifar, folder as _folder  # noqa: E402, F401, I001

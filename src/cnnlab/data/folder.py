@@ -1,15 +1,20 @@
 """Image folders (one sub-folder per class) decoded once with Pillow and cached as one tensor file.
 
-Layouts: ``root/<class>/*.png|jpg|jpeg`` (a stratified test split is held out, ``test_fraction``)
-or ``root/train/<class>/...`` plus ``root/test/<class>/...``. Images are converted to ``mode``
-("RGB" or "L") and resized to ``image_size`` x ``image_size`` (handbook §11.1.1: a fixed input
-size), either stretched or centre-cropped to a square first (§5.1: squares avoid distortion).
+Layouts: ``root/<class>/*.png|jpg|...`` (a stratified test split is held out, ``test_fraction``)
+or ``root/train/<class>/...`` plus ``root/test/<class>/...``. Every file is decoded by
+``cnnlab.data.images`` (the same rules as ``cnnlab predict``): EXIF orientation applied, 16-bit
+grey scaled, transparency composited on ``background`` (default black), converted to ``mode``
+and resized to ``image_size`` x ``image_size`` (handbook §11.1.1: a fixed input size), either
+stretched or centre-cropped to a square first (§5.1: squares avoid distortion). ``mode="auto"``
+(the default) is ``L`` (one channel) when every file is stored as a grey image, ``RGB``
+otherwise, so a folder of grey PNGs trains a one-channel model.
 
 The decoded tensors are cached in one safetensors file whose metadata holds a hash of the file
 list with sizes and modification times: a changed folder is decoded again, an unchanged one
 loads in seconds. Bad files (unreadable, truncated, impossible mode conversions) are reported by
 path; ``on_error="skip"`` leaves them out and lists every one in the data set's ``notice``.
-Files that are not PNG/JPEG are ignored and listed in the notice too; nothing is dropped silently.
+Files that are not images (by suffix: ``IMAGE_SUFFIXES``) are ignored and listed in the notice
+too; nothing is dropped silently.
 """
 
 from __future__ import annotations
@@ -27,15 +32,22 @@ import torch
 from cnnlab.data.cifar import DataFileError
 from cnnlab.data.datasets import DatasetNotFoundError, ImageDataset, default_cache_dir
 from cnnlab.data.idx import temp_file_beside
+from cnnlab.data.images import (
+    DEFAULT_BACKGROUND,
+    FITS,
+    IMAGE_SUFFIXES,
+    MODES,
+    background_problem,
+    decode_errors,
+    decode_file,
+    resolve_mode,
+)
 from cnnlab.data.loader import stratified_split
 from cnnlab.registry import DATASETS, RegistryError
 
 __all__ = ["IMAGE_SUFFIXES", "build_image_folder", "decode_image", "scan_folder"]
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-MODES = ("RGB", "L")
-FITS = ("stretch", "center_crop")
-_FORMAT = "cnnlab-image-folder-1"
+_FORMAT = "cnnlab-image-folder-2"  # 2: EXIF orientation, alpha on a background, mode auto
 _MAX_LISTED = 20
 
 
@@ -82,7 +94,7 @@ def scan_folder(root: Path) -> Scan:
     if not classes:
         raise DatasetNotFoundError(
             f"image folder {class_root} holds no class sub-folders (expected one folder per "
-            "class, e.g. cat/ and dog/, each with PNG or JPEG images)"
+            "class, e.g. cat/ and dog/, each with image files: PNG, JPEG, ...)"
         )
     scan = Scan(tuple(classes), {"train": [], "test": []}, split_layout)
     empty = _class_files(class_root, classes, scan, "train")
@@ -99,51 +111,29 @@ def scan_folder(root: Path) -> Scan:
         scan.ignored += [p for p in _entries(root) if p.name not in ("train", "test")]
     if empty:
         raise DataFileError(
-            f"empty class folder(s), no PNG/JPEG images in: {', '.join(str(p) for p in empty)}"
+            f"empty class folder(s), no image files in: {', '.join(str(p) for p in empty)}"
         )
     return scan
 
 
-def _to_8bit(im: Any, mode: str) -> Any:
-    """Convert to ``mode``; 16-bit grey is scaled to 8 bits (Pillow would clip it at 255)."""
-    from PIL import Image
-
-    if im.mode.startswith("I;16") or im.mode == "I":
-        arr = np.asarray(im, dtype=np.float64) / 257.0
-        im = Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), mode="L")
-    return im.convert(mode)
-
-
-def decode_image(path: Path, image_size: int, mode: str, fit: str) -> np.ndarray:
-    """One file -> uint8 (C, H, W). Raises OSError/ValueError/SyntaxError for bad files."""
-    from PIL import Image
-
-    with Image.open(path) as im:
-        im.load()  # decode now: truncated data raises here, not later
-        im = _to_8bit(im, mode)
-    if fit == "center_crop":  # cut first, so resampling never reads beyond the square
-        w, h = im.size
-        side = min(w, h)
-        left, top = (w - side) // 2, (h - side) // 2
-        im = im.crop((left, top, left + side, top + side))
-    im = im.resize((image_size, image_size), Image.Resampling.BILINEAR)
-    arr = np.asarray(im, dtype=np.uint8)
-    return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)  # (H, W, C) -> (C, H, W)
+def decode_image(
+    path: Path, image_size: int, mode: str, fit: str, background: Any = DEFAULT_BACKGROUND
+) -> np.ndarray:
+    """One file -> uint8 (C, H, W) by ``cnnlab.data.images.decode_file`` (prediction's rules)."""
+    return decode_file(path, image_size, mode, fit, background)
 
 
 def _decode_all(
     files: list[tuple[Path, int]], opts: dict[str, Any], bad: list[str]
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    from PIL import Image
-
     chans = 3 if opts["mode"] == "RGB" else 1
     size = opts["image_size"]
     images, labels = [], []
     for path, label in files:
         try:
-            images.append(decode_image(path, size, opts["mode"], opts["fit"]))
+            images.append(decode_image(path, size, opts["mode"], opts["fit"], opts["background"]))
             labels.append(label)
-        except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
+        except decode_errors() as exc:
             bad.append(f"{path}: {type(exc).__name__}: {exc}")
     x = np.stack(images) if images else np.zeros((0, chans, size, size), np.uint8)
     return torch.from_numpy(np.ascontiguousarray(x)), torch.tensor(labels, dtype=torch.int64)
@@ -168,6 +158,8 @@ def _build(
     root: Path, scan: Scan, opts: dict[str, Any]
 ) -> tuple[dict[str, torch.Tensor], str | None]:
     bad: list[str] = []
+    files = scan.files["train"] + scan.files["test"]
+    opts = {**opts, "mode": resolve_mode(opts["mode"], [path for path, _ in files])}
     xtr, ytr = _decode_all(scan.files["train"], opts, bad)
     xte, yte = _decode_all(scan.files["test"], opts, bad)
     if bad and opts["on_error"] == "stop":
@@ -176,7 +168,8 @@ def _build(
         )
         raise DataFileError(
             _listing("unreadable image file(s)", shown)
-            + " (pass on_error='skip' to leave them out)"
+            + " (to leave them out, pass --set data.params.on_error=skip; in Python "
+            "on_error='skip')"
         )
     if not scan.split_layout:  # one-level layout: hold out a stratified test split
         train_idx, test_idx = stratified_split(ytr, opts["test_fraction"], opts["split_seed"])
@@ -192,7 +185,7 @@ def _build(
     if bad:
         notes.append(_listing(f"skipped unreadable image file(s) in {root}", bad))
     if scan.ignored:
-        notes.append(_listing("ignored (not PNG/JPEG)", [str(p) for p in scan.ignored]))
+        notes.append(_listing("ignored (not an image file)", [str(p) for p in scan.ignored]))
     tensors = {"train_images": xtr.contiguous(), "train_labels": ytr,
                "test_images": xte.contiguous(), "test_labels": yte}  # fmt: skip
     return tensors, " | ".join(notes) or None
@@ -229,11 +222,14 @@ def _save_cache(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, st
         tmp.unlink(missing_ok=True)
 
 
-def _options(image_size: Any, mode: Any, fit: Any, on_error: Any, test_fraction: Any) -> None:
+def _options(
+    image_size: Any, mode: Any, fit: Any, on_error: Any, test_fraction: Any, background: Any
+) -> None:
     checks = [
         (isinstance(image_size, int) and image_size >= 1,
          f"image_size must be an int >= 1, got {image_size!r}"),
-        (mode in MODES, f"mode must be one of {', '.join(MODES)}, got {mode!r}"),
+        (mode in ("auto", *MODES), f"mode must be one of auto, {', '.join(MODES)}, got {mode!r}"),
+        (background_problem(background) is None, background_problem(background)),
         (fit in FITS, f"fit must be one of {', '.join(FITS)}, got {fit!r}"),
         (on_error in ("stop", "skip"), f"on_error must be 'stop' or 'skip', got {on_error!r}"),
         (isinstance(test_fraction, (int, float)) and 0 < test_fraction < 1,
@@ -250,31 +246,35 @@ def build_image_folder(
     data_dir: str | os.PathLike[str] | None = None,
     allow_sample: bool = True,
     image_size: int = 32,
-    mode: str = "RGB",
+    mode: str = "auto",
     fit: str = "stretch",
+    background: str | int = DEFAULT_BACKGROUND,
     on_error: str = "stop",
     test_fraction: float = 0.2,
     split_seed: int = 0,
     cache: bool = True,
     cache_dir: str | os.PathLike[str] | None = None,
 ) -> ImageDataset:
-    """Images in one sub-folder per class (PNG/JPEG via Pillow), resized and cached as tensors.
+    """Images in one sub-folder per class (any Pillow format), resized and cached as tensors.
 
-    ``data_dir`` is the root folder (required). Without ``train/`` and ``test/`` sub-folders a
-    stratified ``test_fraction`` of each class (``split_seed``) becomes the test split. The
-    cache lives in ``cache_dir`` (default: the per-user data cache, ``image-folder/``).
-    ``allow_sample`` is ignored (there is no sample).
+    ``data_dir`` is the root folder (required). ``mode``: ``auto`` (grey when every file is),
+    ``L`` or ``RGB``; ``fit``: ``stretch`` or ``center_crop``; ``background``: what transparent
+    pixels become (``black``, ``white`` or a grey level 0-255). Without ``train/`` and
+    ``test/`` sub-folders a stratified ``test_fraction`` of each class (``split_seed``) becomes
+    the test split. The cache lives in ``cache_dir`` (default: the per-user data cache,
+    ``image-folder/``). ``allow_sample`` is ignored (there is no sample).
     """
     if data_dir is None:
         raise DatasetNotFoundError(
             "image_folder needs data_dir: a folder with one sub-folder of images per class "
             "(pass --data-dir DIR or data.data_dir)"
         )
-    _options(image_size, mode, fit, on_error, test_fraction)
+    _options(image_size, mode, fit, on_error, test_fraction, background)
     root = Path(data_dir).expanduser()
     scan = scan_folder(root)
-    opts = {"image_size": image_size, "mode": mode, "fit": fit, "on_error": on_error,
-            "test_fraction": float(test_fraction), "split_seed": int(split_seed)}  # fmt: skip
+    opts = {"image_size": image_size, "mode": mode, "fit": fit, "background": background,
+            "on_error": on_error, "test_fraction": float(test_fraction),
+            "split_seed": int(split_seed)}  # fmt: skip
     where = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "image-folder"
     tensors, notice = _cached_build(root, scan, opts, where if cache else None)
     t = tensors

@@ -9,6 +9,7 @@ the same permutation (handbook §1.4: batches without replacement; §11.2.1: res
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -40,14 +41,29 @@ class Normalizer:
     def identity(channels: int) -> Normalizer:
         return Normalizer((0.0,) * channels, (1.0,) * channels)
 
-    def scale_shift(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        mean = torch.tensor(self.mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
-        return 1.0 / (255.0 * std), -mean / std
+    def scale_shift(
+        self, device: torch.device | str, dtype: torch.dtype = torch.float32
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(scale, shift)`` as (1, C, 1, 1) tensors on ``device``, built once per device and
+        dtype: making a tensor from Python numbers on a GPU is a blocking host-to-device copy,
+        which per batch would stall the training loop (issue 23). Treat them as read-only."""
+        return _scale_shift(self.mean, self.std, torch.device(device), dtype)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         scale, shift = self.scale_shift(images.device)
         return images.to(torch.float32).mul_(scale).add_(shift)
+
+
+@functools.lru_cache(maxsize=64)
+def _scale_shift(
+    mean: tuple[float, ...], std: tuple[float, ...], device: torch.device, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    # float32 arithmetic on the CPU (the values the loader always used), then one copy each;
+    # outside inference mode, so that a cached pair may later take part in autograd.
+    with torch.inference_mode(False):
+        m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+        s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+        return (1.0 / (255.0 * s)).to(device, dtype), (-m / s).to(device, dtype)
 
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
@@ -63,7 +79,9 @@ class BatchLoader:
     give each distributed process a disjoint, equally long shard of that permutation, cut so
     that one step's per-rank batches form one global batch (``batch_size`` is per rank; the
     few tail samples that do not divide evenly are dropped, none is seen twice per epoch).
-    ``transform(x, generator)`` is a batched augmentation applied on the device.
+    ``transform(x, generator)`` is a batched augmentation applied on the device; one with
+    ``uses_index`` set is also given ``index=`` (the batch's dataset indices), ``epoch=`` and
+    ``seed=`` (``augment_core.IndexedOp``).
     """
 
     def __init__(
@@ -179,7 +197,11 @@ class BatchLoader:
             assert gen is not None
             # Re-seed per batch so a resumed epoch draws the same augmentations.
             gen.manual_seed((self.seed * 1_000_003 + self.epoch) * 7919 + batch_index)
-            x = self.transform(x, gen)
+            if getattr(self.transform, "uses_index", False):
+                # e.g. alternating flips: which images these are, and in which epoch
+                x = self.transform(x, gen, index=idx, epoch=self.epoch, seed=self.seed)
+            else:
+                x = self.transform(x, gen)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, self.labels.index_select(0, idx)

@@ -30,6 +30,8 @@ __all__ = [
     "Pipeline",
     "ZCAWhitening",
     "build_preprocess",
+    "preprocess_tensors",
+    "restore_preprocess",
     "validate_preprocess",
 ]
 
@@ -74,6 +76,15 @@ class _Fitted:
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The fitted tensors (for saving next to a checkpoint)."""
         return {k: getattr(self, k) for k in self._names if getattr(self, k) is not None}
+
+    def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> _Fitted:
+        """Put back fitted tensors saved by ``state_dict`` (a missing one names itself)."""
+        missing = [k for k in self._names if k not in state]
+        if missing:
+            raise ValueError(f"{type(self).__name__}: saved state lacks {', '.join(missing)}")
+        for k in self._names:
+            setattr(self, k, state[k])
+        return self
 
 
 class MeanImage(_Fitted):
@@ -264,4 +275,31 @@ def build_preprocess(
             return done(x)
 
         steps.append(step.fit(train_images, prepare))
+    return Pipeline(steps)
+
+
+def preprocess_tensors(pipeline: Pipeline, prefix: str = "preprocess.") -> dict[str, torch.Tensor]:
+    """The fitted tensors of every step, keyed ``{prefix}{i}.{name}`` (saved in checkpoints, so
+    a trained run applies its preprocessing without the training set)."""
+    return {
+        f"{prefix}{i}.{name}": value.detach().cpu().contiguous()
+        for i, step in enumerate(pipeline.steps)
+        for name, value in step.state_dict().items()
+    }
+
+
+def restore_preprocess(
+    specs: Sequence[Any] | None, tensors: Mapping[str, torch.Tensor], prefix: str = "preprocess."
+) -> Pipeline:
+    """The fitted pipeline of ``specs`` from tensors saved by :func:`preprocess_tensors`."""
+    steps = _unfitted(specs)
+    for i, step in enumerate(steps):
+        key = f"{prefix}{i}."
+        state = {k[len(key) :]: v for k, v in tensors.items() if k.startswith(key)}
+        if not state:
+            raise ValueError(
+                f"preprocess step #{i + 1} ({type(step).__name__}): its fitted tensors were not "
+                "saved with the run (trained by an older cnnlab: train it again)"
+            )
+        step.load_state_dict(state)
     return Pipeline(steps)

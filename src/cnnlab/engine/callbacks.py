@@ -1,7 +1,8 @@
 """Callbacks observe the loop and signal through ``TrainState`` (never swap model/data/loss).
 
 Events: ``on_fit_start``, ``on_epoch_start(n_batches)``, ``on_step_end``,
-``on_epoch_end(row)``, ``on_fit_end``; each receives ``(trainer, state, ...)``.
+``on_epoch_end(row)``, ``on_fit_end``; each receives ``(trainer, state, ...)``. One query,
+``eval_model(trainer, model)``, lets a callback name the network evaluation sees (EMA).
 """
 
 from __future__ import annotations
@@ -33,6 +34,11 @@ class Callback:
     def on_epoch_end(self, trainer: Any, state: TrainState, row: dict[str, float]) -> None: ...
 
     def on_fit_end(self, trainer: Any, state: TrainState) -> None: ...
+
+    def eval_model(self, trainer: Any, model: Any) -> Any:
+        """The network per-epoch evaluation should see instead of ``model`` (EMA's average),
+        or None to leave it to the others; the trainer takes the first one given."""
+        return None
 
 
 class ProgressBar(Callback):

@@ -62,16 +62,22 @@ def save_checkpoint(
     rng: bool = True,
     rng_states: list[torch.Tensor] | None = None,
     modules: dict[str, nn.Module] | None = None,
+    tensors: dict[str, torch.Tensor] | None = None,
 ) -> None:
     """Write model (+ optimiser, scheduler, RNG) state and ``meta`` to ``path`` atomically.
 
     ``rng_states`` holds one CPU RNG state per distributed rank (default: this process's);
+    if it has a ``cuda`` list (``distributed.RngStates``), each rank's CUDA state is saved too
+    (``rng.cuda_rank.R``), else a single process saves its CUDA devices' (``rng.cuda.I``) once
+    CUDA is in use;
     ``modules`` are other stateful parts (the task: center-loss centres, mixup's step) saved
-    under their name.
+    under their name; ``tensors`` are saved as they are (the fitted preprocessing).
     """
     from safetensors.torch import save
 
+    extra = tensors or {}
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    tensors.update(extra)
     for name, module in (modules or {}).items():
         tensors.update({f"{name}.{k}": v for k, v in module.state_dict().items()})
     meta = dict(meta, format=FORMAT)
@@ -81,9 +87,14 @@ def save_checkpoint(
     if scheduler is not None:
         meta["scheduler"] = scheduler.state_dict()
     if rng:
-        for r, state in enumerate(rng_states or [torch.get_rng_state()]):
+        cpu_states = rng_states or [torch.get_rng_state()]
+        for r, state in enumerate(cpu_states):
             tensors[f"rng.torch.{r}"] = state
-        if torch.cuda.is_available() and not rng_states:
+        per_rank = getattr(rng_states, "cuda", None)
+        if per_rank:
+            for r, state in enumerate(per_rank):
+                tensors[f"rng.cuda_rank.{r}"] = state
+        elif len(cpu_states) == 1 and torch.cuda.is_available() and torch.cuda.is_initialized():
             for i, state in enumerate(torch.cuda.get_rng_state_all()):
                 tensors[f"rng.cuda.{i}"] = state
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
@@ -192,12 +203,22 @@ class Checkpoint:
         return TrainState.from_dict(self.meta["state"])
 
     def restore_rng(self, rank: int = 0) -> None:
+        """This rank's CPU RNG state and, on a machine with CUDA, its CUDA state: the one saved
+        for this rank (into the current device, LOCAL_RANK's under DDP), else each device's."""
         key = f"rng.torch.{rank}"
         if key in self.tensors:
             torch.set_rng_state(self.tensors[key])
-        cuda = sorted(k for k in self.tensors if k.startswith("rng.cuda."))
-        if cuda and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all([self.tensors[k] for k in cuda])
+        if not torch.cuda.is_available():
+            return
+        per_rank = self.tensors.get(f"rng.cuda_rank.{rank}")
+        if per_rank is not None:
+            torch.cuda.set_rng_state(per_rank)
+            return
+        devices = {int(k.rsplit(".", 1)[1]): v for k, v in self.tensors.items()
+                   if k.startswith("rng.cuda.")}  # fmt: skip
+        for i in sorted(devices):
+            if i < torch.cuda.device_count():
+                torch.cuda.set_rng_state(devices[i], device=i)
 
 
 def load_checkpoint(path: str | Path, *, verify: bool = True) -> Checkpoint:
@@ -239,3 +260,23 @@ def _read_header_metadata(raw: bytes) -> dict[str, str]:
         raise ValueError("header length exceeds file size (truncated file)")
     header = json.loads(raw[8 : 8 + n])
     return header.get("__metadata__", {}) or {}
+
+
+def load_weights(
+    model: nn.Module, path: str | Path, *, checkpoint: Checkpoint | None = None
+) -> None:
+    """Load weights into ``model`` from a cnnlab checkpoint or a plain safetensors state dict
+    (early stopping's best, averaged or snapshot weights); a mismatch names file and tensors.
+    ``checkpoint`` is the already-loaded checkpoint, used when ``path`` is its file."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if checkpoint is not None and path == checkpoint.path:
+        checkpoint.load_model(model)
+        return
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"{path}: cannot read weights ({err})") from None
+    Checkpoint(path, {f"model.{k}": v for k, v in state.items()}, {}).load_model(model)

@@ -2,9 +2,10 @@
 
 ``torchrun --nproc-per-node N -m cnnlab train ...`` starts N copies of cnnlab; each reads the
 rank variables torchrun sets (the CLI does, and passes a ``DistInfo`` down), joins the process
-group (gloo on CPU, nccl on CUDA), trains on its own shard of every global batch, and lets DDP
-average the gradients, so all ranks hold identical weights after every step. Only rank 0
-writes files and progress; metrics are summed across ranks.
+group (gloo on CPU; on CUDA one GPU per process, ``LOCAL_RANK``'s, with nccl for CUDA tensors
+and gloo beside it for the few CPU tensors: RNG states, evaluation sums), trains on its own
+shard of every global batch, and lets DDP average the gradients, so all ranks hold identical
+weights after every step. Only rank 0 writes files and progress; metrics are summed across ranks.
 """
 
 from __future__ import annotations
@@ -43,14 +44,33 @@ def dist_info_from_env(env: Mapping[str, str]) -> DistInfo:
     return DistInfo(int(env["RANK"]), world, int(env.get("LOCAL_RANK", "0")))
 
 
+# The backend per device type. nccl alone would refuse the CPU tensors of ``gather_rng_states``
+# and ``reduce_eval`` ("No backend type associated with device type cpu").
+BACKENDS = {"cpu": "gloo", "cuda": "cpu:gloo,cuda:nccl"}
+
+
+def _cpu_collective_device() -> torch.device:
+    """Where a collective over CPU tensors runs: the CPU, unless the group was made (by someone
+    else) with nccl alone, which takes only CUDA tensors."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def init_process_group(info: DistInfo, device_type: str) -> None:
     """Join the group torchrun prepared (MASTER_ADDR/PORT come from its environment)."""
     if not info.enabled or dist.is_initialized():
         return
-    backend = "nccl" if device_type == "cuda" else "gloo"
+    options = {}
     if device_type == "cuda":
+        # One GPU per process, LOCAL_RANK's, set before nccl starts; naming it binds the group
+        # to it (a barrier otherwise guesses the device from the global rank).
         torch.cuda.set_device(info.local_rank)
-    dist.init_process_group(backend=backend, rank=info.rank, world_size=info.world_size)
+        options["device_id"] = torch.device("cuda", info.local_rank)
+    dist.init_process_group(
+        backend=BACKENDS[device_type if device_type == "cuda" else "cpu"], rank=info.rank,
+        world_size=info.world_size, **options,
+    )  # fmt: skip
 
 
 def shutdown(*, clean: bool = False) -> None:
@@ -68,8 +88,12 @@ def shutdown(*, clean: bool = False) -> None:
 
 def all_reduce_sum(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
     """Sum ``t`` over all ranks in place (no-op for one process)."""
-    if info.enabled:
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    if not info.enabled:
+        return t
+    if t.device.type == "cpu" and _cpu_collective_device().type != "cpu":
+        t.copy_(all_reduce_sum(t.to(_cpu_collective_device()), info).cpu())
+        return t
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t
 
 
@@ -82,14 +106,35 @@ def broadcast_object(obj, info: DistInfo):
     return box[0]
 
 
-def gather_rng_states(info: DistInfo) -> list[torch.Tensor]:
-    """Every rank's CPU RNG state (dropout masks differ per rank), gathered on all ranks."""
-    state = torch.get_rng_state()
-    if not info.enabled:
-        return [state]
-    out = [torch.empty_like(state) for _ in range(info.world_size)]
-    dist.all_gather(out, state)
-    return out
+class RngStates(list):
+    """Every rank's CPU RNG state (the list itself), and in ``cuda`` every rank's state of its
+    own CUDA device (None when CUDA is not in use): checkpoints save both, so a resumed run
+    draws the same dropout masks on the GPU as the uninterrupted one."""
+
+    def __init__(self, cpu: list[torch.Tensor], cuda: list[torch.Tensor] | None = None):
+        super().__init__(cpu)
+        self.cuda = cuda
+
+
+def gather_rng_states(info: DistInfo) -> RngStates:
+    """Every rank's CPU RNG state (dropout masks differ per rank) and, where CUDA is in use,
+    its CUDA device's (``RngStates.cuda``), gathered on all ranks."""
+    cuda_used = torch.cuda.is_available() and torch.cuda.is_initialized()
+    states = [torch.get_rng_state()]
+    if cuda_used:
+        states.append(torch.cuda.get_rng_state())  # the current device: LOCAL_RANK's under DDP
+    if info.enabled:
+        states = [_all_gather(s, info) for s in states]
+    else:
+        states = [[s] for s in states]
+    return RngStates(states[0], states[1] if cuda_used else None)
+
+
+def _all_gather(t: torch.Tensor, info: DistInfo) -> list[torch.Tensor]:
+    where = _cpu_collective_device()
+    out = [torch.empty_like(t, device=where) for _ in range(info.world_size)]
+    dist.all_gather(out, t.to(where))
+    return [o.cpu() for o in out]
 
 
 def barrier(info: DistInfo) -> None:

@@ -9,11 +9,13 @@ conv2 and FC-128 layers.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+import torch
 from torch import nn
 
-from cnnlab.engine.checkpoint import CheckpointError, load_checkpoint
+from cnnlab.engine.checkpoint import CheckpointError
 
 
 def _has_params(module: nn.Module) -> bool:
@@ -29,18 +31,18 @@ def model_stages(model: nn.Module) -> list[nn.Module]:
     return blocks
 
 
-def load_pretrained(model: nn.Module, checkpoint: str, log=print) -> list[str]:
-    """Copy a trained run's weights into ``model``; a head whose shape differs (another class
-    count) keeps its fresh initialisation. Returns the names of the tensors left as built."""
-    ckpt = load_checkpoint(checkpoint)
-    theirs = ckpt.model_state()
+def load_pretrained(
+    model: nn.Module, theirs: Mapping[str, torch.Tensor], checkpoint: str, arch: str, log=print
+) -> list[str]:
+    """Copy a trained run's weights (``theirs``, read by ``cnnlab.load`` from ``checkpoint``,
+    a model ``arch``) into ``model``; a head whose shape differs (another class count) keeps
+    its fresh initialisation. Returns the names of the tensors left as built."""
     ours = model.state_dict()
     kept = sorted(k for k in ours if k.startswith("head.") and k in theirs
                   and theirs[k].shape != ours[k].shape)  # fmt: skip
     other = [k for k in ours if not k.startswith("head.") and
              (k not in theirs or theirs[k].shape != ours[k].shape)]  # fmt: skip
     if other:
-        arch = ckpt.meta.get("model", {}).get("name", "?")
         raise CheckpointError(
             f"finetune.checkpoint {checkpoint}: its model ({arch!r}) does not match this one "
             f"outside the head, e.g. {', '.join(other[:3])}"

@@ -44,15 +44,26 @@ class MixTask(Task):
             seed = int(torch.randint(0, 2**62, (), dtype=torch.int64))  # from the global RNG
         self.register_buffer("seed", torch.tensor(int(seed), dtype=torch.int64))
         self.register_buffer("step", torch.zeros((), dtype=torch.int64))
+        # Host copies of (seed, step): reading the buffers on a GPU every step would wait for
+        # the device each time (issue 23). Re-read after a state dict is loaded.
+        self._host: list[int] | None = None
+        self.register_load_state_dict_post_hook(lambda module, _keys: module._forget_host())
+
+    def _forget_host(self) -> None:
+        self._host = None
 
     def set_step(self, step: int) -> None:
         """Continue from training step ``step`` (on resume: ``TrainState.step``)."""
         self.step.fill_(int(step))
+        self._host = None
 
     def draws(self, batch: int) -> tuple[float | None, torch.Tensor, np.random.Generator]:
         """(lam or None if this step is not mixed, partner permutation, rng) for this step."""
-        rng = np.random.default_rng([int(self.seed), int(self.step)])
+        if self._host is None:
+            self._host = [int(self.seed), int(self.step)]
+        rng = np.random.default_rng(list(self._host))
         self.step += 1
+        self._host[1] += 1
         apply = rng.random() < self.p
         perm = torch.from_numpy(rng.permutation(batch))
         return (float(rng.beta(self.alpha, self.alpha)) if apply else None), perm, rng
@@ -70,7 +81,7 @@ class MixTask(Task):
         if lam is None:
             logits = model(x)
             return self.loss(logits, y), logits
-        perm = perm.to(x.device)
+        perm = perm.to(x.device, non_blocking=True)  # staged at once; no wait for the device
         mixed, lam = self.mix(x, x.index_select(0, perm), lam, rng)
         logits = model(mixed)
         y_b = y.index_select(0, perm)

@@ -1,13 +1,22 @@
 """The run directory: one folder per training run, written so that nothing is half-written.
 
-Layout (DESIGN.md): ``config.yaml``, ``env.json``, ``history.csv``, ``metrics.json``,
-``checkpoint.safetensors`` (weights, optimiser, RNG and metadata), ``figures/``, ``report.html``.
+Its layout is defined here and nowhere else (docs/architecture.md, "The run directory"):
+
+- ``config.yaml``: the resolved config; ``env.json``: machine, versions, runtime;
+- ``history.csv``: one row per epoch; ``metrics.json``: the final numbers (its presence makes
+  the run finished; its ``weights`` key names the file holding the weights it reports);
+- ``checkpoint.safetensors``: the last epoch's weights, optimiser, scheduler, RNG and metadata;
+- ``best.safetensors``: early stopping's best weights; ``ema.safetensors``: the averaged weights;
+- ``snapshot_<k>.safetensors``: snapshot-ensemble members; ``predictions.safetensors`` and
+  ``examples.safetensors``: the final model's test outputs; ``train_eval.json``: the final model
+  on the training set (``cnnlab compare``); ``figures/``, ``tensorboard/``, ``report.html``.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +33,15 @@ class RunDir:
     HISTORY = "history.csv"
     METRICS = "metrics.json"
     CHECKPOINT = "checkpoint.safetensors"
+    BEST = "best.safetensors"  # early stopping's best weights (a plain safetensors state dict)
+    EMA = "ema.safetensors"  # the exponential moving average of the weights, when on
+    PREDICTIONS = "predictions.safetensors"
+    EXAMPLES = "examples.safetensors"
     TRAIN_EVAL = "train_eval.json"  # the final model on the training set (cnnlab compare)
+    TENSORBOARD = "tensorboard"
+    FIGURES = "figures"
+    REPORT = "report.html"
+    SNAPSHOT = "snapshot_{k}.safetensors"  # snapshot ensembles (handbook §13.1.3)
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -38,7 +55,36 @@ class RunDir:
 
     @property
     def figures(self) -> Path:
-        return self.path / "figures"
+        return self.path / self.FIGURES
+
+    def is_finished(self) -> bool:
+        return (self.path / self.METRICS).is_file()
+
+    def reported_weights(
+        self, metrics: Mapping[str, Any] | None, early_stopping: Mapping[str, Any] | None = None
+    ) -> Path:
+        """The file holding the weights ``metrics.json`` reports (``cnnlab.load``'s rule).
+
+        A finished run names it (``metrics["weights"]``); one finished by an older cnnlab has
+        early stopping's best weights when its config (``early_stopping``: the
+        ``train.early_stopping`` section) restored them, else the checkpoint's; so does an
+        unfinished run (``metrics`` None)."""
+        if metrics is None:
+            return self.checkpoint
+        named = metrics.get("weights")
+        if named is not None:
+            target = self.file(str(named))
+            if Path(str(named)).name != str(named) or not target.is_file():
+                raise RunDirError(
+                    f"{self.file(self.METRICS)}: reports the weights of {named!r}, but {target} "
+                    "is not there"
+                )
+            return target
+        es = early_stopping or {}
+        best = self.file(self.BEST)
+        if es.get("enabled") and es.get("restore_best", True) and best.is_file():
+            return best
+        return self.checkpoint
 
     def check(self, *, resume: bool = False) -> None:
         """Refuse to reuse a directory that holds a run unless resuming (writes nothing)."""

@@ -48,9 +48,14 @@ class Trainer:
         self.grad_clip = grad_clip
         self.eval_every = eval_every
         self.callbacks = list(callbacks)
-        # On the CPU reading a scalar costs nothing (no device queue), so check every step; on
-        # an accelerator, sync only every few steps to keep the device busy.
-        self.sync_every = 1 if runtime.device.type == "cpu" else 32
+        # When the running loss/accuracy are read back (a "sync"): on the CPU after every step,
+        # where reading a scalar costs nothing and a NaN stops the run at once; on an
+        # accelerator (None) only at the end of the epoch or when a callback asks
+        # (``needs_sync``: progress, step checkpoints), because every read makes the host wait
+        # for the device's queue to drain (issue 23). A NaN is then caught at the next read,
+        # always before a checkpoint is written.
+        self.sync_every: int | None = 1 if runtime.device.type == "cpu" else None
+        self._bad_norms: torch.Tensor | None = None  # steps with a non-finite gradient norm
         self.scaler = torch.amp.GradScaler(
             runtime.device.type, enabled=runtime.amp_dtype is torch.float16
         )
@@ -99,10 +104,13 @@ class Trainer:
         dev = self.runtime.device
         loss_acc = torch.zeros((), dtype=torch.float64, device=dev)
         correct_acc = torch.zeros((), dtype=torch.int64, device=dev)
+        self._bad_norms = torch.zeros((), dtype=torch.int64, device=dev)
         seen = 0
         n_batches = len(train)
         start = time.perf_counter()
         for x, y in train.iter_from(state.epoch_step):
+            if self.runtime.uses_cudagraphs:
+                torch.compiler.cudagraph_mark_step_begin()  # the graphs' last outputs are read
             with self.runtime.autocast():
                 loss, logits = task.training_step(model, x, y)
             optimizer.zero_grad(set_to_none=True)
@@ -112,13 +120,13 @@ class Trainer:
             self.scaler.update()
             scheduler.step()
             task.after_step()
-            loss_acc += loss.detach().double() * y.shape[0]
+            loss_acc.add_(loss.detach(), alpha=y.shape[0])  # in float64: one kernel, no read
             correct_acc += (logits.detach().argmax(dim=1) == y).sum()
             seen += y.shape[0]
             state.step += 1
             state.epoch_step += 1
             if (
-                state.epoch_step % self.sync_every == 0
+                (self.sync_every is not None and state.epoch_step % self.sync_every == 0)
                 or state.epoch_step == n_batches
                 or any(cb.needs_sync(state) for cb in self.callbacks)
             ):
@@ -133,8 +141,16 @@ class Trainer:
 
     def _sync(self, state: TrainState, loss_acc, correct_acc, seen: int, start: float) -> None:
         """Fold the step accumulators into the state (summed over ranks) and check the loss."""
-        totals = torch.stack([loss_acc, correct_acc.double(), loss_acc.new_tensor(float(seen))])
-        loss_sum, correct, seen_all = all_reduce_sum(totals, self.dist).tolist()
+        bad = self._bad_norms if self._bad_norms is not None else torch.zeros_like(correct_acc)
+        totals = torch.stack([loss_acc, correct_acc.double(), loss_acc.new_tensor(float(seen)),
+                              bad.double()])  # fmt: skip
+        loss_sum, correct, seen_all, bad_norms = all_reduce_sum(totals, self.dist).tolist()
+        if bad_norms:
+            raise DivergenceError(
+                f"gradient norm became non-finite at or before step {state.step} (epoch "
+                f"{state.epoch + 1}, batch {state.epoch_step}); the learning rate is likely too "
+                "large or the data holds non-finite values."
+            )
         if not math.isfinite(loss_sum):
             raise DivergenceError(
                 f"training loss became {loss_sum} at step {state.step} (epoch {state.epoch + 1}, "
@@ -154,11 +170,23 @@ class Trainer:
         norm = torch.nn.utils.clip_grad_norm_(model.parameters(), self.grad_clip)
         if self.scaler.is_enabled():
             return  # the scaler skips steps with inf gradients by design
+        if self.sync_every != 1 and self._bad_norms is not None:
+            self._bad_norms += ~torch.isfinite(norm)  # checked at the next sync, not now
+            return
         if not torch.isfinite(norm):
             raise DivergenceError(
                 f"gradient norm became {norm.item()} at step {state.step + 1}; the learning rate "
                 "is likely too large or the data holds non-finite values."
             )
+
+    def eval_target(self, model: nn.Module) -> nn.Module:
+        """What evaluation sees: the first callback's ``eval_model`` (EMA's averaged weights),
+        else ``model`` itself."""
+        for cb in self.callbacks:
+            target = cb.eval_model(self, model)
+            if target is not None:
+                return target
+        return model
 
     def end_epoch(
         self,
@@ -183,7 +211,7 @@ class Trainer:
         if evaluate is not None and (
             state.epoch % self.eval_every == 0 or state.epoch == self.epochs
         ):
-            row.update(evaluate(model))
+            row.update(evaluate(self.eval_target(model)))
         state.history.append(row)
         state.reset_epoch()
         return row

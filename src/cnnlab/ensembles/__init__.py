@@ -32,8 +32,8 @@ from cnnlab.ensembles.snapshots import (
     snapshot_steps,
 )
 from cnnlab.ensembles.stacking import Stacker, fold_assignment
-from cnnlab.evaluation.tta import TTA, preset_views
 from cnnlab.ensembles.weights import fit_weights, member_accuracies, weights_from_accuracy
+from cnnlab.evaluation.tta import TTA, preset_views
 
 __all__ = [
     "ABSTAIN",

@@ -30,13 +30,11 @@ from dataclasses import dataclass
 
 import torch
 
+from cnnlab.errors import EnsembleError
+
 RULES = ("mean", "weighted", "plurality", "majority")
 ABSTAIN = -1
 TIE_DECIMALS = 1e4  # plurality ties: mean probabilities compared at 4 decimals
-
-
-class EnsembleError(ValueError):
-    """An ensemble that cannot be built or combined as asked; the message names the problem."""
 
 
 def check_log_probs(logp: torch.Tensor) -> None:

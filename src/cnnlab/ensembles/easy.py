@@ -76,16 +76,18 @@ def train_easy_ensemble(
     """Train ``members`` models of ``cfg`` (model, loss, optimiser, schedule) with
     ``train_model``, each on its own balanced subset of ``data``'s training split; return the
     averaging ensemble and one info row per member (subset size, seed, final test accuracy)."""
-    from cnnlab.training.spine import build_model_from_spec, model_spec, prepare_model, train_model
+    from cnnlab.models.spec import build_model
+    from cnnlab.training.assemble import model_spec_of, prepare_model
+    from cnnlab.training.spine import train_model
 
     subsets = easy_subsets(data.train.labels, members, per_class=per_class, seed=cfg.seed)
-    spec = model_spec(cfg, data.dataset)
+    spec = model_spec_of(cfg, data.dataset)
     models, info = [], []
     for k, idx in enumerate(subsets):
         member_cfg = cfg.replace(seed=cfg.seed + k)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(member_cfg.seed)  # each member its own initialisation
-            model = build_model_from_spec(spec)
+            model = build_model(spec)
         prepare_model(member_cfg, model, resume=False, log=log)
         history, _ = train_model(
             model, member_cfg, data=subset_bundle(data, idx), epochs=epochs, log=log

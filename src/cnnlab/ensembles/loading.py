@@ -11,42 +11,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from cnnlab.engine.checkpoint import CheckpointError, load_checkpoint
-
-BEST = "best.safetensors"  # early stopping's best weights (cnnlab.training.run_directory.BEST)
+from cnnlab.engine.checkpoint import load_weights  # noqa: F401  (re-exported)
+from cnnlab.trained.run import load
 
 
 def load_run_member(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
-    """A run's model in eval mode and its checkpoint metadata. The weights are the ones the
-    run finished with: early stopping's best if the run restored them, else the last."""
-    from cnnlab.training.spine import build_model_from_spec
-
-    ckpt = load_checkpoint(path)
-    if "model" not in ckpt.meta:
-        raise CheckpointError(f"{ckpt.path}: holds no model description (not a cnnlab run?)")
-    model = build_model_from_spec(ckpt.meta["model"])
-    ckpt.load_model(model)
-    es = ckpt.meta.get("config", {}).get("train", {}).get("early_stopping", {})
-    best = ckpt.path.parent / BEST
-    if es.get("enabled") and es.get("restore_best", True) and best.is_file():
-        load_weights(model, best)
-    return model.eval(), ckpt.meta
-
-
-def load_weights(model: nn.Module, path: str | Path) -> None:
-    """Load a plain safetensors state dict (snapshots, best weights) with a clear error."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        state = load_file(str(path))
-    except (SafetensorError, OSError) as err:
-        raise CheckpointError(f"{path}: cannot read weights ({err})") from None
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as err:
-        first = str(err).splitlines()[0]
-        raise CheckpointError(f"{path}: weights do not fit the model ({first})") from None
+    """A run's model in eval mode (on the CPU) and its checkpoint metadata, through
+    ``cnnlab.load``: the weights the run's metrics.json reports."""
+    run = load(path, device="cpu")
+    return run.fresh_model(), run.meta
 
 
 def eval_runtime(cfg: Any, model: nn.Module):

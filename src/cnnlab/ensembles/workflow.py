@@ -34,8 +34,8 @@ from cnnlab.ensembles.loading import (
 )
 from cnnlab.ensembles.snapshots import SnapshotSaver, list_snapshots, load_snapshots
 from cnnlab.ensembles.stacking import Stacker
-from cnnlab.evaluation.tta import TTA, untaught_views
 from cnnlab.ensembles.weights import fit_weights, member_accuracies, weights_from_accuracy
+from cnnlab.evaluation.tta import TTA, untaught_views
 
 Log = Callable[[str], None]
 
@@ -59,8 +59,8 @@ def train_or_reuse(cfg, run_dir: Path, *, callbacks=(), log: Log = print,
                    stream: TextIO | None = None, prefix: str = "") -> dict[str, Any]:  # fmt: skip
     """Reuse a finished run with the same config, resume an interrupted one, else train."""
     from cnnlab.config import dump_config
-    from cnnlab.training.spine import run_training
     from cnnlab.engine.rundir import RunDir, RunDirError
+    from cnnlab.training.spine import run_training
 
     rd = RunDir(run_dir)
     resume = False

@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from cnnlab.evaluation.metrics import balanced_accuracy, confusion_matrix, per_class_report
+from cnnlab.evaluation.metrics import balanced_accuracy, confusion_index, per_class_report
 
 
 @dataclass
@@ -54,37 +54,47 @@ def evaluate(
     autocast: Callable[[], object] | None = None,
     keep_outputs: bool = False,
 ) -> EvalResult:
-    """Run ``model`` in eval mode over ``batches``; mean cross-entropy and top-1 accuracy."""
+    """Run ``model`` in eval mode over ``batches``; mean cross-entropy and top-1 accuracy.
+
+    Sums, confusion counts and kept outputs stay on the batches' device until the last batch
+    is done, then come back in one read: a read per batch would make the host wait for a GPU
+    after every batch (issue 23). ``seconds`` includes that final wait."""
     was_training = model.training
     model.eval()
-    loss_sum = torch.zeros((), dtype=torch.float64)
-    correct = 0
+    loss_sum: torch.Tensor | None = None  # float64, on the device
+    cm: torch.Tensor | None = None  # (C * C,) int64 counts, on the device
     n = 0
-    cm = torch.zeros(num_classes, num_classes, dtype=torch.int64)
     kept_probs, kept_targets = [], []
     start = time.perf_counter()
     for x, y in batches:
         with autocast() if autocast is not None else contextlib.nullcontext():
             logits = model(x)
         logits = logits.float()
-        loss_sum += F.cross_entropy(logits, y, reduction="sum").double().cpu()
+        if loss_sum is None:
+            loss_sum = torch.zeros((), dtype=torch.float64, device=logits.device)
+            cm = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=logits.device)
+        loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
         preds = logits.argmax(dim=1)
-        correct += int((preds == y).sum())
+        ones = torch.ones(y.numel(), dtype=torch.int64, device=cm.device)
+        cm.index_add_(0, confusion_index(preds, y, num_classes), ones)
         n += y.numel()
-        cm += confusion_matrix(preds.cpu(), y.cpu(), num_classes)
         if keep_outputs:
-            kept_probs.append(logits.softmax(dim=1).cpu())
-            kept_targets.append(y.cpu())
-    seconds = time.perf_counter() - start
+            kept_probs.append(logits.softmax(dim=1))
+            kept_targets.append(y)
     model.train(was_training)
     if n == 0:
         raise ValueError("evaluate: no samples")
+    confusion = cm.view(num_classes, num_classes).cpu()
+    loss = (loss_sum / n).item()
+    probs = torch.cat(kept_probs).cpu() if keep_outputs else None
+    targets = torch.cat(kept_targets).cpu() if keep_outputs else None
+    seconds = time.perf_counter() - start  # after the reads: the device's work is done
     return EvalResult(
-        loss=(loss_sum / n).item(),
-        accuracy=correct / n,
+        loss=loss,
+        accuracy=int(confusion.diagonal().sum()) / n,
         num_samples=n,
-        confusion=cm,
+        confusion=confusion,
         seconds=seconds,
-        probs=torch.cat(kept_probs) if keep_outputs else None,
-        targets=torch.cat(kept_targets) if keep_outputs else None,
+        probs=probs,
+        targets=targets,
     )

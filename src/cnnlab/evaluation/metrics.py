@@ -10,9 +10,14 @@ def accuracy(logits: torch.Tensor, targets: torch.Tensor) -> float:
     return (logits.argmax(dim=1) == targets).float().mean().item()
 
 
+def confusion_index(preds: torch.Tensor, targets: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Each sample's cell of the flattened (C * C) confusion matrix: ``target * C + pred``."""
+    return targets.to(torch.int64) * num_classes + preds.to(torch.int64)
+
+
 def confusion_matrix(preds: torch.Tensor, targets: torch.Tensor, num_classes: int) -> torch.Tensor:
     """``cm[i, j]`` = number of samples of true class i predicted as class j."""
-    idx = targets.to(torch.int64) * num_classes + preds.to(torch.int64)
+    idx = confusion_index(preds, targets, num_classes)
     return torch.bincount(idx, minlength=num_classes**2).reshape(num_classes, num_classes)
 
 

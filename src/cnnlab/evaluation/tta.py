@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from cnnlab.ensembles.combine import EnsembleError
+from cnnlab.errors import EnsembleError
 
 View = Callable[[torch.Tensor], torch.Tensor]
 PRESETS = ("flip", "shift", "flip_shift")

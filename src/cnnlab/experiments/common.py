@@ -12,9 +12,9 @@ from torch import nn
 from cnnlab.data.datasets import ImageDataset
 from cnnlab.engine.callbacks import Callback
 from cnnlab.engine.checkpoint import atomic_write_text
+from cnnlab.engine.rundir import clean_json
 from cnnlab.experiments.base import Context
 from cnnlab.experiments.data import subset
-from cnnlab.engine.rundir import clean_json
 
 # Scales of the deep-net trainings (a 20-layer CIFAR-style net on 14x14 Fashion-MNIST) that
 # several claims share; each experiment gets a deep copy (``settings_for``).

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.engine.checkpoint import atomic_write_text
+from cnnlab.engine.rundir import clean_json
 from cnnlab.experiments.base import SCALES, Context, Experiment, Log, ordered
 from cnnlab.reports.environment import environment_info, environment_line
-from cnnlab.engine.rundir import clean_json
 
 SCHEMA = "cnnlab-experiment/1"
 RESULT = "result.json"

@@ -26,14 +26,14 @@ from cnnlab.data.loader import BatchLoader
 from cnnlab.engine.callbacks import Callback, write_history
 from cnnlab.engine.checkpoint import atomic_write_text
 from cnnlab.engine.regularization import MaxNorm
+from cnnlab.engine.rundir import clean_json
 from cnnlab.engine.trainer import DivergenceError
 from cnnlab.evaluation.evaluate import evaluate
 from cnnlab.experiments.base import Context
 from cnnlab.experiments.data import describe
 from cnnlab.models import create_model
-from cnnlab.training.spine import prepare_model, seed_everything, train_model
-from cnnlab.engine.rundir import clean_json
-from cnnlab.training.run_directory import silent
+from cnnlab.training.assemble import prepare_model, seed_everything, silent
+from cnnlab.training.spine import train_model
 
 BASE_TREE: dict[str, Any] = {
     "data": {"batch_size": 64, "eval_batch_size": 500},

@@ -22,7 +22,7 @@ from cnnlab.experiments.training import (
     train,
 )
 from cnnlab.experiments.verdict import Part, compare, non_inferior, threshold
-from cnnlab.training.spine import seed_everything
+from cnnlab.training.assemble import seed_everything
 
 ACC = {"test_acc": Metric("test accuracy")}
 

@@ -17,8 +17,7 @@ from cnnlab.experiments.base import Context, Metric, TrendExperiment, register
 from cnnlab.experiments.common import data_for, tree
 from cnnlab.experiments.training import Trial, train
 from cnnlab.experiments.verdict import Part, compare, non_inferior, threshold
-from cnnlab.training.spine import model_spec
-from cnnlab.training.run_directory import silent
+from cnnlab.training.assemble import model_spec_of, silent
 
 # alexnet: 392k params, 84% in the FC layers; torch init (the paper's N(0, 0.01) starts slowly)
 BASE_PARAMS = {"stem": "small", "width": 0.125, "init": "torch"}
@@ -40,7 +39,7 @@ def base_trial(
 def start(trial: Trial) -> tuple[CompressState, CompressContext]:
     """A fresh copy of the trained model and the compression context of its run."""
     model = copy.deepcopy(trial.model).cpu().to(memory_format=torch.contiguous_format)
-    state = CompressState(model, model_spec(trial.cfg, trial.data.dataset))
+    state = CompressState(model, model_spec_of(trial.cfg, trial.data.dataset))
     return state, CompressContext(trial.cfg, finetune_config(trial.cfg), trial.data, silent)
 
 

@@ -12,7 +12,7 @@ from cnnlab.experiments.base import Context, Metric, TrendExperiment, register
 from cnnlab.experiments.common import data_for, tree
 from cnnlab.experiments.training import eval_loader, make_config, train
 from cnnlab.experiments.verdict import Part, compare
-from cnnlab.training.spine import model_spec
+from cnnlab.training.assemble import model_spec_of
 
 
 @register
@@ -173,7 +173,7 @@ class SnapshotEnsemble(TrendExperiment):
             optim=optim,
             schedule={"name": "cosine_restarts", "params": {"cycles": cycles}},
         )
-        spec = model_spec(make_config(t, seed, ds), ds)  # stored in every snapshot file
+        spec = model_spec_of(make_config(t, seed, ds), ds)  # stored in every snapshot file
         saver = SnapshotSaver(ctx.run_dir("snapshots", seed), cycles=cycles, spec=spec)
         snap = train(ctx, "snapshots", seed, t, ds, callbacks=[saver])
         k_models = max(1, len(saver.saved) - 1)  # the first snapshot is the weakest

@@ -28,6 +28,7 @@ from cnnlab.inspect.features import (
     top_k_activations,
 )
 from cnnlab.inspect.layers import default_map_layer, first_conv_layer, get_layer, list_layers
+from cnnlab.trained.run import load
 
 #: What each image of ``inside_figures`` shows (for captions in reports).
 CAPTIONS = {
@@ -78,26 +79,12 @@ class InsideRun:
 
 
 def load_run(path: str | Path, *, data_dir: str | Path | None = None) -> InsideRun:
-    """Rebuild the model and data of a run directory or a ``checkpoint.safetensors`` file."""
-    from cnnlab.data.datasets import load_dataset
-    from cnnlab.data.loader import Normalizer
-    from cnnlab.engine.checkpoint import CheckpointError, load_checkpoint
-    from cnnlab.training.spine import build_model_from_spec
-
-    path = Path(path)
-    ckpt = load_checkpoint(path)
-    meta = ckpt.meta
-    missing = [k for k in ("model", "data") if not isinstance(meta.get(k), dict)]
-    if missing or not {"mean", "std", "dataset"} <= set(meta.get("data", {})):
-        raise CheckpointError(f"{ckpt.path}: no model/data metadata (missing {missing or 'data'})")
-    model = build_model_from_spec(meta["model"])
-    ckpt.load_model(model)
-    model.eval()
-    data = meta["data"]
-    where = data_dir if data_dir is not None else data.get("data_dir")
-    dataset = load_dataset(data["dataset"], where, **data.get("params", {}))
-    normalizer = Normalizer(tuple(data["mean"]), tuple(data["std"]))
-    return InsideRun(model, dataset, normalizer, ckpt.path.parent, meta, dataset.notice)
+    """Rebuild the model and data of a run directory or a ``checkpoint.safetensors`` file,
+    through ``cnnlab.load`` (the weights the run's metrics.json reports), on the CPU."""
+    run = load(path, device="cpu")
+    dataset = run.dataset(data_dir)
+    return InsideRun(run.fresh_model(), dataset, run.normalizer, run.path, run.meta,
+                     dataset.notice)  # fmt: skip
 
 
 def _png(fig: Any) -> bytes:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from cnnlab.inspect.summary import ModelSummary
+# ``s`` below is a cnnlab.inspect.summary.ModelSummary (rows + totals); not imported, since the
+# summary module imports this one to render itself.
+ModelSummary = Any
 
 _UNITS = [(1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")]
 _HEADER = ("#", "Layer", "Type", "Output shape", "Params", "MACs", "RF", "Jump")

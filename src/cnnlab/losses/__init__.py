@@ -3,11 +3,12 @@
 Loss builder contract: ``builder(*, num_classes, class_counts=None, **options)`` returning either
 an ``nn.Module`` whose forward takes ``(logits (B, C), targets (B,))`` and returns a scalar, or,
 for losses that need the deep features or the classifier weight (``l_softmax``, ``center``), a
-``cnnlab.engine.tasks.Task`` that computes a whole training step. Use
+``cnnlab.losses.task.Task`` that computes a whole training step. Use
 ``cnnlab.engine.tasks.build_task(name, ...)`` to get a Task for any name.
 
 Modules: ``classification`` (cross_entropy, multiclass_hinge, ramp, kl_label_distribution),
-``regression`` (l1, l2, tukey on softmax probabilities), ``margin`` (l_softmax, center).
+``regression`` (l1, l2, tukey on softmax probabilities), ``margin`` (the L-Softmax and center loss
+formulas) and ``margin_tasks`` (l_softmax, center, as tasks).
 """
 
 from cnnlab.losses.classification import (
@@ -24,13 +25,12 @@ from cnnlab.losses.classification import (
     smoothed_label_distribution,
 )
 from cnnlab.losses.margin import (
-    center,
     center_update_delta,
     chebyshev_cos_multiple,
-    l_softmax,
     large_margin_logits,
     large_margin_psi,
 )
+from cnnlab.losses.margin_tasks import center, l_softmax
 from cnnlab.losses.regression import (
     ProbabilityL1,
     ProbabilityL2,

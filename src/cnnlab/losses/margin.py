@@ -1,23 +1,19 @@
-"""Feature-level losses (Handbook §9.1.4, §9.1.5): large-margin softmax and center loss.
+"""Feature-level losses (Handbook §9.1.4, §9.1.5): large-margin softmax and center loss, the math.
 
 Both need more than the logits: the deep feature x that the classifier sees
-(``model(x, return_features=True)``) and, for L-Softmax, the classifier's weight. Their builders
-therefore return a :class:`~cnnlab.engine.tasks.Task` (what one training step computes) rather
-than a ``loss(logits, targets)`` module. The math lives here as plain functions; the tasks
-(``cnnlab.engine.tasks``) are imported when a builder runs, so importing ``cnnlab.losses`` does
-not import the engine.
+(``model(x, return_features=True)``) and, for L-Softmax, the classifier's weight. The formulas
+live here as plain functions; the tasks that compute a training step with them, and the
+registered builders ``l_softmax`` and ``center``, are in :mod:`cnnlab.losses.margin_tasks`.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from cnnlab.losses._common import as_float, check_choice, check_classes, check_range
-from cnnlab.registry import LOSSES
+from cnnlab.losses._common import as_float
 
 
 def chebyshev_cos_multiple(cos_theta: torch.Tensor, m: int) -> torch.Tensor:
@@ -90,77 +86,6 @@ def center_update_delta(
     counts = torch.bincount(targets, minlength=centers.shape[0]).to(centers.dtype)[:, None]
     sums = torch.zeros_like(centers).index_add_(0, targets, features.to(centers.dtype))
     return (counts * centers - sums) / (1.0 + counts)
-
-
-@LOSSES.register("l_softmax")
-def l_softmax(
-    *,
-    num_classes: int,
-    class_counts: torch.Tensor | None = None,
-    m: int = 2,
-    lambda_base: float = 0.0,
-    lambda_gamma: float = 0.0,
-    lambda_power: float = 1.0,
-    lambda_min: float = 0.0,
-) -> Any:
-    """Large-margin softmax (L-Softmax), cos(theta_y) -> psi(m theta_y), margin m=2 (§9.1.4).
-
-    Returns a Task: the loss needs the features (``model(x, return_features=True)``) and a linear
-    ``model.head`` (its weight W; its bias is added unchanged to every logit, see
-    ``large_margin_logits``).
-    m = 1 is softmax cross-entropy exactly. Optional annealing (Liu et al. 2016): at step t the
-    true-class logit blends cos and psi with ``lam = max(lambda_min, lambda_base * (1 +
-    lambda_gamma * t) ** -lambda_power)``; lambda_base = 0 (default) turns it off. The paper's
-    MNIST schedule is lambda_base=1000, lambda_gamma=2.5e-5, lambda_power=35, lambda_min=0.
-    """
-    from cnnlab.engine.tasks import LargeMarginSoftmaxTask  # engine imports losses, not reverse
-
-    check_classes("l_softmax", num_classes)
-    if isinstance(m, bool) or not isinstance(m, int) or m < 1:
-        raise ValueError(f"l_softmax: m must be an integer >= 1 (1 = plain softmax), got {m!r}")
-    return LargeMarginSoftmaxTask(
-        m=m,
-        lambda_base=check_range("l_softmax", "lambda_base", lambda_base, 0.0),
-        lambda_gamma=check_range("l_softmax", "lambda_gamma", lambda_gamma, 0.0),
-        lambda_power=check_range("l_softmax", "lambda_power", lambda_power, 0.0),
-        lambda_min=check_range("l_softmax", "lambda_min", lambda_min, 0.0),
-    )
-
-
-@LOSSES.register("center")
-def center(
-    *,
-    num_classes: int,
-    class_counts: torch.Tensor | None = None,
-    lam: float = 0.01,
-    alpha: float = 0.5,
-    feat_dim: int | None = None,
-    reduction: str = "mean",
-) -> Any:
-    """Center loss: CE + lam/2 * ||x_i - c_{y_i}||^2 on the deep features, lam=0.01, alpha=0.5.
-
-    Wen et al. 2016 (Handbook §9.1.5, eqs. 9.11-9.13). Returns a Task that uses the features
-    from ``model(x, return_features=True)`` (the vector fed into the classifier, not the
-    logits). The class centres are a buffer (zeros at start, saved with the task), updated
-    after each optimiser step by ``c_j <- c_j - alpha * Delta c_j`` (E.4 item 42).
-    reduction: "mean" (default: the centre term averaged over the batch, as in Wen et al.'s
-    code, so lam does not depend on the batch size) or "sum" (the handbook's eq. 9.13).
-    feat_dim: the feature width D; None = taken from the first batch.
-    """
-    from cnnlab.engine.tasks import CenterLossTask  # engine imports losses, not reverse
-
-    check_classes("center", num_classes)
-    if feat_dim is not None and (
-        isinstance(feat_dim, bool) or not isinstance(feat_dim, int) or feat_dim < 1
-    ):
-        raise ValueError(f"center: feat_dim must be a positive integer or None, got {feat_dim!r}")
-    return CenterLossTask(
-        num_classes=num_classes,
-        lam=check_range("center", "lam", lam, 0.0),
-        alpha=check_range("center", "alpha", alpha, 0.0, 1.0),
-        feat_dim=feat_dim,
-        reduction=check_choice("center", "reduction", reduction, ("mean", "sum")),
-    )
 
 
 def center_loss_value(

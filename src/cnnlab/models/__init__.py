@@ -13,6 +13,7 @@ from torch import nn
 # Importing the family modules registers their builders.
 from cnnlab.models import (  # noqa: F401
     alexnet,
+    fastnet,
     inception,
     inception_small,
     lenet,

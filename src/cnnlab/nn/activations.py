@@ -127,6 +127,12 @@ def elu(*, alpha: float = 1.0, inplace: bool = False) -> nn.Module:
     return nn.ELU(alpha=alpha, inplace=inplace)
 
 
+@ACTIVATIONS.register("gelu")
+def gelu(*, approximate: str = "none") -> nn.Module:
+    """Gaussian error linear unit x * Phi(x) (Hendrycks & Gimpel 2016); airbench's activation."""
+    return nn.GELU(approximate=approximate)
+
+
 @ACTIVATIONS.register("prelu")
 def prelu(*, channels: int | None = None, init: float = 0.25) -> nn.Module:
     """Parametric ReLU, channel-wise learned slope for x < 0, init 0.25 (Handbook §8.5).

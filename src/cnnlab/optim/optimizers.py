@@ -66,6 +66,18 @@ def build_optimizer(
 Params = Iterable[Any]
 
 
+def fused_on_gpu(params: Params) -> tuple[list[Any], dict[str, Any]]:
+    """``(params as a list, options)``: ``{"fused": True}`` when every parameter is a
+    floating-point CUDA tensor, else ``{}`` (the CPU keeps torch's default implementation).
+    torch's fused Adam/AdamW/SGD update every tensor in one kernel launch instead of several per
+    group, and under fp16's grad scaler check for inf on the device, where any other optimiser
+    makes the scaler read the check back every step: a host sync (issue 23)."""
+    groups = [{**g, "params": list(g["params"])} if isinstance(g, dict) else g for g in params]
+    tensors = [t for g in groups for t in (g["params"] if isinstance(g, dict) else [g])]
+    on_gpu = bool(tensors) and all(t.is_cuda and t.is_floating_point() for t in tensors)
+    return groups, {"fused": True} if on_gpu else {}
+
+
 @OPTIMIZERS.register("sgd")
 def sgd(
     *,
@@ -77,6 +89,7 @@ def sgd(
     dampening: float = 0.0,
 ) -> torch.optim.Optimizer:
     """Mini-batch SGD, w <- w - lr * g (§1.4, eq. 1.6); momentum/nesterov optional."""
+    params, fused = fused_on_gpu(params)
     return torch.optim.SGD(
         params,
         lr=lr,
@@ -84,6 +97,7 @@ def sgd(
         nesterov=nesterov,
         dampening=dampening,
         weight_decay=weight_decay,
+        **fused,
     )
 
 
@@ -92,7 +106,8 @@ def momentum(
     *, params: Params, lr: float, weight_decay: float = 0.0, momentum: float = 0.9
 ) -> torch.optim.Optimizer:
     """SGD with momentum mu = 0.9, v <- mu v + g; w <- w - lr v (§11.2.4)."""
-    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    params, fused = fused_on_gpu(params)
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, **fused)
 
 
 @OPTIMIZERS.register("nesterov")
@@ -100,8 +115,9 @@ def nesterov(
     *, params: Params, lr: float, weight_decay: float = 0.0, momentum: float = 0.9
 ) -> torch.optim.Optimizer:
     """Nesterov momentum (mu = 0.9): the gradient is taken at the look-ahead point (§11.2.4)."""
+    params, fused = fused_on_gpu(params)
     return torch.optim.SGD(
-        params, lr=lr, momentum=momentum, nesterov=True, weight_decay=weight_decay
+        params, lr=lr, momentum=momentum, nesterov=True, weight_decay=weight_decay, **fused
     )
 
 
@@ -149,9 +165,11 @@ def adam(
     amsgrad: bool = False,
 ) -> torch.optim.Optimizer:
     """Adam with bias-corrected moments; book defaults beta1 .9, beta2 .999, eps 1e-8."""
+    params, fused = fused_on_gpu(params)
     return torch.optim.Adam(
-        params, lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad
-    )
+        params, lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
+        **fused,
+    )  # fmt: skip
 
 
 @OPTIMIZERS.register("adamw")
@@ -165,6 +183,52 @@ def adamw(
     eps: float = 1e-8,
 ) -> torch.optim.Optimizer:
     """Adam with decoupled weight decay (Loshchilov & Hutter 2019)."""
+    params, fused = fused_on_gpu(params)
     return torch.optim.AdamW(
-        params, lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay
+        params, lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay, **fused
     )
+
+
+REST = {"adamw": adamw, "adam": adam, "nesterov": nesterov, "sgd": sgd}
+
+
+@OPTIMIZERS.register("muon")
+def muon(
+    *,
+    params: Params,
+    lr: float,
+    weight_decay: float = 0.0,
+    rest: str = "adamw",
+    muon_lr: float = 0.05,
+    muon_momentum: float = 0.9,
+    muon_nesterov: bool = True,
+    muon_weight_decay: float = 0.0,
+    ns_steps: int = 5,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    momentum: float = 0.9,
+) -> torch.optim.Optimizer:
+    """Muon (torch.optim.Muon, Jordan 2024) for the conv filters, ``rest`` for the others.
+
+    The filters (every 4-D parameter) take Muon's orthogonalised momentum updates at
+    ``muon_lr`` (``muon_momentum``, Nesterov, decoupled ``muon_weight_decay``); biases, norms and
+    linear layers take ``rest`` (adamw, adam, nesterov or sgd) at ``lr`` / ``weight_decay``
+    (``beta1``/``beta2`` for the Adams, ``momentum`` for nesterov). One optimiser object for
+    the schedule and checkpoints (``cnnlab.optim.muon.MuonWith``).
+    """
+    from cnnlab.optim.muon import MuonWith
+
+    if rest not in REST:
+        raise ValueError(f"rest: expected one of {', '.join(REST)}, found {rest!r}")
+    if not muon_lr > 0:
+        raise ValueError(f"muon_lr: expected a learning rate > 0, found {muon_lr}")
+    options: dict[str, Any] = {"beta1": beta1, "beta2": beta2} if "adam" in rest else {}
+    if rest == "nesterov":
+        options["momentum"] = momentum
+
+    def make_rest(groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
+        return REST[rest](params=groups, lr=lr, weight_decay=weight_decay, **options)
+
+    muon_options = {"momentum": muon_momentum, "nesterov": muon_nesterov,
+                    "weight_decay": muon_weight_decay, "ns_steps": ns_steps}  # fmt: skip
+    return MuonWith(params, lr=lr, muon_lr=muon_lr, make_rest=make_rest, muon_options=muon_options)

@@ -19,6 +19,7 @@ import torch
 
 from cnnlab.engine.checkpoint import FORMAT
 from cnnlab.engine.rundir import RunDir, RunDirError
+from cnnlab.models.spec import build_model
 
 EXAMPLE_KEYS = ("images", "targets", "preds", "confidence", "correct")
 
@@ -106,8 +107,11 @@ def load_run(run_dir: str | Path, *, weights: bool = True) -> RunData:
         run.spec = meta.get("model")
         run.classes = [str(c) for c in (meta.get("data") or {}).get("classes") or []]
         if weights and run.spec:
-            run.weights = _optional(run, "weights", lambda: read_weights(path, run.spec))
-    run.examples = _optional(run, "examples", lambda: read_examples(path / "examples.safetensors"))
+            es = ((meta.get("config") or {}).get("train") or {}).get("early_stopping")
+            run.weights = _optional(
+                run, "weights", lambda: read_weights(path, run.spec, metrics=metrics, es=es)
+            )
+    run.examples = _optional(run, "examples", lambda: read_examples(path / RunDir.EXAMPLES))
     cm = run.confusion
     if cm is not None and len(run.classes) != cm.shape[0]:
         run.classes = [str(i) for i in range(cm.shape[0])]  # no (matching) names: use indices
@@ -178,24 +182,30 @@ def read_checkpoint_meta(path: Path) -> dict[str, Any]:
     return meta
 
 
-def read_weights(run_dir: Path, spec: dict[str, Any]) -> WeightView | None:
-    """The first conv layer's kernels, or a pixel classifier's rows; reads just that tensor."""
+def read_weights(
+    run_dir: Path, spec: dict[str, Any], *, metrics: dict[str, Any] | None = None,
+    es: dict[str, Any] | None = None,
+) -> WeightView | None:  # fmt: skip
+    """The first conv layer's kernels, or a pixel classifier's rows, of the weights the run
+    reports (``RunDir.reported_weights``, as ``cnnlab.load``); reads just that tensor."""
     from safetensors import SafetensorError, safe_open
 
     shape = (int(spec["in_chans"]), int(spec["input_size"]), int(spec["input_size"]))
-    path = run_dir / RunDir.CHECKPOINT
+    rd = RunDir(run_dir)
+    path = rd.reported_weights(metrics, es)
+    prefix = "model." if path == rd.checkpoint else ""  # best/EMA files are plain state dicts
     try:
         with safe_open(str(path), framework="pt") as f:
             shapes = {
-                k[6:-7]: tuple(f.get_slice(k).get_shape())
+                k[len(prefix) : -7]: tuple(f.get_slice(k).get_shape())
                 for k in f.keys()  # noqa: SIM118 - safe_open has keys(), no __iter__
-                if k.startswith("model.") and k.endswith(".weight")
+                if k.startswith(prefix) and k.endswith(".weight")
             }
             found = _locate_by_shape(shapes, shape, int(spec["num_classes"]))
             found = found or _locate_in_model(spec, shape)
             if found is None:
                 return None
-            weight = f.get_tensor(f"model.{found[1]}.weight").float()
+            weight = f.get_tensor(f"{prefix}{found[1]}.weight").float()
     except SafetensorError as err:  # damaged header or tensor data
         raise ValueError(f"{path}: cannot read the weights ({err})") from None
     return WeightView(kind=found[0], layer=found[1], weight=weight, image_shape=shape)
@@ -222,10 +232,9 @@ def _locate_by_shape(
 
 def _locate_in_model(spec: dict[str, Any], image: tuple[int, int, int]) -> tuple[str, str] | None:
     """Rebuild the model (on the CPU) and take its first conv, or its pixel classifier."""
-    from cnnlab.training.spine import build_model_from_spec
     from cnnlab.viz.weights import first_conv, pixel_classifier
 
-    model = build_model_from_spec(spec)
+    model = build_model(spec)
     conv = first_conv(model)
     if conv is not None:
         return "filters", conv[0]

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.engine.checkpoint import atomic_write_text
-from cnnlab.reports.fmt import fmt_seconds
 from cnnlab.engine.rundir import clean_json
+from cnnlab.reports.fmt import fmt_seconds
 
 COLUMNS = [
     ("model", "model"),

@@ -1,6 +1,9 @@
-"""One training run's bookkeeping around the loop: the run directory, checkpoints, per-epoch
-evaluation (sharded under DDP), early stopping and the final metrics. ``pipeline.run_training``
-builds the pieces and hands them to ``TrainingRun``."""
+"""A training run written to its run directory: checkpoints, per-epoch evaluation (sharded under
+DDP), early stopping's best weights, the weight average, and the final metrics.
+
+``spine.run_training`` assembles the training (``assemble.assemble``) and hands it here; the
+directory's layout is ``cnnlab.engine.rundir``'s.
+"""
 
 from __future__ import annotations
 
@@ -10,20 +13,10 @@ from typing import Any, TextIO
 import torch
 import torch.nn as nn
 
-from cnnlab.config import RunConfig, dump_config
-from cnnlab.data.bundle import DataBundle
-from cnnlab.engine.callbacks import (
-    Callback,
-    Checkpointer,
-    HistoryWriter,
-    ProgressBar,
-    TensorBoardLogger,
-)
-from cnnlab.engine.checkpoint import (
-    atomic_write_bytes,
-    load_checkpoint,
-    save_checkpoint,
-)
+from cnnlab.config import dump_config
+from cnnlab.data.preprocess import preprocess_tensors
+from cnnlab.engine.callbacks import Callback, Checkpointer, HistoryWriter, ProgressBar
+from cnnlab.engine.checkpoint import atomic_write_bytes, load_checkpoint, save_checkpoint
 from cnnlab.engine.distributed import (
     DistInfo,
     barrier,
@@ -32,22 +25,12 @@ from cnnlab.engine.distributed import (
     reduce_eval,
     shard_loader,
 )
-from cnnlab.engine.early_stopping import EarlyStopping
-from cnnlab.engine.regularization import MaxNorm
-from cnnlab.engine.runtime import Runtime
+from cnnlab.engine.rundir import RunDir
 from cnnlab.engine.state import TrainState
-from cnnlab.ensembles.snapshots import snapshot_callbacks
 from cnnlab.evaluation.evaluate import EvalResult, evaluate
-from cnnlab.optim.schedules import PlateauFactor
 from cnnlab.reports.environment import environment_info
 from cnnlab.reports.predictions import save_examples, save_predictions
-from cnnlab.engine.rundir import RunDir
-
-BEST = "best.safetensors"  # early stopping's best weights
-
-
-def silent(msg: str) -> None:
-    pass
+from cnnlab.training.assemble import PracticeCallbacks, TrainingSetup, config_callbacks
 
 
 def prepare_run_dir(run_dir: str | Path, resume: bool, dist: DistInfo) -> RunDir:
@@ -64,100 +47,95 @@ def prepare_run_dir(run_dir: str | Path, resume: bool, dist: DistInfo) -> RunDir
 class TrainingRun:
     """What a training run needs besides the loop: saving, evaluating, finishing."""
 
-    def __init__(self, cfg, rd, dist, spec, model, task, runtime, data, optimizer, scheduler):
-        self.cfg, self.rd, self.dist, self.spec = cfg, rd, dist, spec
-        self.model, self.task, self.runtime, self.data = model, task, runtime, data
-        self.optimizer, self.scheduler = optimizer, scheduler
-        self.early_stopping: EarlyStopping | None = None
+    def __init__(self, setup: TrainingSetup, rd: RunDir) -> None:
+        self.setup, self.rd = setup, rd
+        self.cfg, self.dist = setup.cfg, setup.dist
         self.last_test: EvalResult | None = None
-        self.meta = {"model": spec, "data": _data_meta(cfg, data), "config": cfg.to_dict()}
-        self.test_shard = shard_loader(data.test, dist)
-        self.val_shard = shard_loader(data.val, dist) if data.val is not None else None
+        self.practice: PracticeCallbacks | None = None
+        self.meta = {"model": setup.spec, "data": data_meta(setup), "config": self.cfg.to_dict()}
+        self.test_shard = shard_loader(setup.data.test, self.dist)
+        val = setup.data.val
+        self.val_shard = shard_loader(val, self.dist) if val is not None else None
+        self._best_on_resume: dict[str, torch.Tensor] | None = None
+        self._ema_on_resume: Any = None
 
     def start(self) -> TrainState:
         if self.dist.is_main:
             self.rd.write_text(RunDir.CONFIG, dump_config(self.cfg))
-            env = {**environment_info(self.runtime.device), "runtime": self.runtime.describe(),
+            runtime = self.setup.runtime
+            env = {**environment_info(runtime.device), "runtime": runtime.describe(),
                    "processes": self.dist.world_size}  # fmt: skip
             self.rd.write_json(RunDir.ENV, env)
         return TrainState()
 
     def restore(self) -> TrainState:
+        s = self.setup
         ckpt = load_checkpoint(self.rd.checkpoint)
-        state = ckpt.restore_training(self.model, self.task, self.optimizer, self.scheduler,
-                                      self.dist.rank)  # fmt: skip
-        factor = getattr(self.scheduler, "factor", None)
+        state = ckpt.restore_training(s.model, s.task, s.optimizer, s.scheduler, self.dist.rank)
+        factor = getattr(s.scheduler, "factor", None)
         if "schedule_factor" in ckpt.meta and hasattr(factor, "load_state_dict"):
             factor.load_state_dict(ckpt.meta["schedule_factor"])
-        if self.rd.file(BEST).is_file():  # early stopping's best weights so far
+        if self.rd.file(RunDir.BEST).is_file():  # early stopping's best weights so far
             from safetensors.torch import load_file
 
-            self._best_on_resume = load_file(self.rd.file(BEST))
+            self._best_on_resume = load_file(self.rd.file(RunDir.BEST))
+        self._ema_on_resume = ckpt  # the average is restored once its callback exists
         return state
 
     def save(self, state: TrainState) -> None:
-        _check_finite_params(self.model, state)
+        s = self.setup
+        _check_finite_params(s.model, state)
         rng = gather_rng_states(self.dist)  # collective: every rank takes part
         if self.dist.is_main:
+            modules: dict[str, nn.Module] = {"task": s.task}
+            if self.practice is not None and self.practice.ema is not None:
+                modules["ema"] = self.practice.ema.averaged
             save_checkpoint(
-                self.rd.checkpoint, model=self.model, optimizer=self.optimizer,
-                scheduler=self.scheduler,
+                self.rd.checkpoint, model=s.model, optimizer=s.optimizer, scheduler=s.scheduler,
                 meta={**self.meta, "state": state.to_dict(), **self._factor_state()},
-                rng_states=rng, modules={"task": self.task},
+                rng_states=rng, modules=modules, tensors=preprocess_tensors(s.data.preprocess),
             )  # fmt: skip
 
     def callbacks(self, stream: TextIO | None, prefix: str, live: bool | None) -> list[Callback]:
-        """In order: constraints, then stop decisions, then saving (so a checkpoint holds the
-        step's final weights and the stop reason), then history and progress."""
-        cbs: list[Callback] = []
-        reg, es = self.cfg.regularization, self.cfg.train.early_stopping
-        if reg.max_norm is not None:
-            cbs.append(MaxNorm(reg.max_norm))
-        if es.enabled:
-            self.early_stopping = EarlyStopping(
-                self.model, metric=es.metric, patience=es.patience, min_delta=es.min_delta,
-                save_best=self._save_best if self.dist.is_main else None,
-            )  # fmt: skip
-            self.early_stopping.best_state = getattr(self, "_best_on_resume", None)
-            cbs.append(self.early_stopping)
-        factor = getattr(self.scheduler, "factor", None)
-        if isinstance(factor, PlateauFactor):
-            cbs.append(
-                FeedPlateau(factor, "val_loss" if self.data.val is not None else "train_loss")
-            )
+        """In order: the config's practices (constraints, EMA, stop decisions, snapshots), then
+        saving (so a checkpoint holds the step's final weights and the stop reason), then
+        history and progress."""
+        self.practice = config_callbacks(
+            self.setup, run_dir=self.rd.path,
+            save_best=self._save_best if self.dist.is_main else None,
+            best_state=self._best_on_resume,
+        )  # fmt: skip
+        if self.practice.ema is not None and self._ema_on_resume is not None:
+            self._ema_on_resume.load_module("ema", self.practice.ema.averaged)
         t = self.cfg.train
-        cbs.append(Checkpointer(self.save, t.checkpoint_every, t.checkpoint_steps))
-        cbs += snapshot_callbacks(self.cfg, self.rd.path, self.spec)
+        cbs = [*self.practice.callbacks, Checkpointer(self.save, t.checkpoint_every,
+                                                      t.checkpoint_steps)]  # fmt: skip
         if self.dist.is_main:
             cbs.append(HistoryWriter(self.rd.file(RunDir.HISTORY)))
-            if t.tensorboard:
-                cbs.append(TensorBoardLogger(self.rd.file("tensorboard")))
             if t.progress:
                 cbs.append(ProgressBar(t.epochs, stream, prefix, live))
         return cbs
 
     def _factor_state(self) -> dict[str, Any]:
-        factor = getattr(self.scheduler, "factor", None)
+        factor = getattr(self.setup.scheduler, "factor", None)
         return {"schedule_factor": factor.state_dict()} if hasattr(factor, "state_dict") else {}
 
     def _save_best(self, state: dict[str, torch.Tensor]) -> None:
-        from safetensors.torch import save
-
-        tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
-        atomic_write_bytes(self.rd.file(BEST), save(tensors))
+        save_weights(self.rd.file(RunDir.BEST), state)
 
     def train_model(self) -> nn.Module:
-        model = self.model
+        s = self.setup
+        model = s.model
         if self.dist.enabled:
             if self.cfg.train.sync_bn:
                 model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-            ids = [self.runtime.device.index] if self.runtime.device.type == "cuda" else None
+            ids = [s.runtime.device.index] if s.runtime.device.type == "cuda" else None
             model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
-        return torch.compile(model) if self.runtime.compile else model
+        return torch.compile(model) if s.runtime.compile else model
 
     def _eval(self, model: nn.Module, loader, keep: bool = False) -> EvalResult:
-        return evaluate(model, loader, num_classes=self.data.num_classes,
-                        autocast=self.runtime.autocast, keep_outputs=keep)  # fmt: skip
+        return evaluate(model, loader, num_classes=self.setup.data.num_classes,
+                        autocast=self.setup.runtime.autocast, keep_outputs=keep)  # fmt: skip
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         """Per-epoch metrics; under DDP each rank takes a shard and the sums are reduced."""
@@ -170,26 +148,48 @@ class TrainingRun:
         return {**out, **res.metrics("test_")}
 
     def finish(self, state: TrainState) -> dict[str, Any]:
-        """Predictions, examples and metrics.json (rank 0); every rank returns the metrics."""
-        metrics = None
-        es = self.early_stopping
-        restored = es is not None and self.cfg.train.early_stopping.restore_best and es.restore()
+        """Predictions, examples and metrics.json (rank 0); every rank returns the metrics.
+
+        The reported weights are early stopping's best when it restored them, else the weight
+        average when EMA is on, else the last step's; ``metrics["weights"]`` names their file
+        and ``cnnlab.load`` reads exactly that one."""
+        s, practice = self.setup, self.practice
+        restored = practice is not None and practice.restore_best(self.cfg)
+        final_model = practice.final_model(s.model) if practice is not None else s.model
+        weights = RunDir.CHECKPOINT
         if restored:
             self.last_test = None  # the best epoch's weights are back: evaluate them afresh
+            weights = RunDir.BEST
+        elif final_model is not s.model:
+            weights = RunDir.EMA
+            if self.dist.is_main:
+                save_weights(self.rd.file(RunDir.EMA), final_model.state_dict())
+        metrics = None
         if self.dist.is_main:
-            final = self.last_test or self._eval(self.model, self.data.test, keep=True)
-            save_predictions(self.rd.file("predictions.safetensors"), final)
-            save_examples(self.rd.file("examples.safetensors"), self.data.dataset.test_images,
+            final = self.last_test or self._eval(final_model, s.data.test, keep=True)
+            save_predictions(self.rd.file(RunDir.PREDICTIONS), final)
+            save_examples(self.rd.file(RunDir.EXAMPLES), s.data.dataset.test_images,
                           final.targets, final.probs)  # fmt: skip
-            metrics = final_metrics(self.cfg, self.data, self.runtime, state, final, self.model)
+            metrics = final_metrics(s, state, final)
             metrics["processes"] = self.dist.world_size
+            metrics["weights"] = weights
             if restored:
                 metrics["best_epoch"] = state.best_epoch
             self.rd.write_json(RunDir.METRICS, metrics)
         return broadcast_object(metrics, self.dist)
 
 
-def _data_meta(cfg: RunConfig, data: DataBundle) -> dict[str, Any]:
+def save_weights(path: Path, state: dict[str, torch.Tensor]) -> None:
+    """A plain safetensors state dict, written atomically."""
+    from safetensors.torch import save
+
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    atomic_write_bytes(path, save(tensors))
+
+
+def data_meta(setup: TrainingSetup) -> dict[str, Any]:
+    """The checkpoint's ``data`` entry (``cnnlab.trained.spec.DataSpec`` reads it back)."""
+    cfg, data = setup.cfg, setup.data
     return {
         "dataset": cfg.data.dataset,
         "params": dict(cfg.data.params),
@@ -210,18 +210,12 @@ def _check_finite_params(model: nn.Module, state: TrainState) -> None:
             )
 
 
-def final_metrics(
-    cfg: RunConfig,
-    data: DataBundle,
-    runtime: Runtime,
-    state: TrainState,
-    test: EvalResult,
-    model: nn.Module,
-) -> dict[str, Any]:
+def final_metrics(setup: TrainingSetup, state: TrainState, test: EvalResult) -> dict[str, Any]:
     """The run's headline numbers (``metrics.json``; ``--json`` prints them)."""
     from cnnlab.inspect.summary import summary
 
-    info = summary(model, (data.in_chans, data.image_size, data.image_size))
+    cfg, data, runtime = setup.cfg, setup.data, setup.runtime
+    info = summary(setup.model, (data.in_chans, data.image_size, data.image_size))
     epochs = max(len(state.history), 1)
     last = state.history[-1] if state.history else {}
     metrics: dict[str, Any] = {
@@ -248,14 +242,3 @@ def final_metrics(
     if "val_acc" in last:
         metrics["val_acc"], metrics["val_loss"] = last["val_acc"], last["val_loss"]
     return metrics
-
-
-class FeedPlateau(Callback):
-    """Give a reduce-on-plateau factor the epoch's validation (else training) loss."""
-
-    def __init__(self, factor: PlateauFactor, metric: str) -> None:
-        self.factor, self.metric = factor, metric
-
-    def on_epoch_end(self, trainer: Any, state: TrainState, row: dict[str, float]) -> None:
-        if self.metric in row:
-            self.factor.observe(float(row[self.metric]))

@@ -1,0 +1,165 @@
+"""Time to accuracy: the `fast` recipes against the plain loop's epoch, in one invocation.
+
+Issue 22. Absolute seconds on this machine drift by 2x from day to day, so every time here
+is also given in *plain-epoch units*: the training seconds of one epoch of the plain PyTorch
+loop (benchmarks/trainer/plain_loop.py: cnn2, batch 100, Adam 1e-3, default threads = both
+cores) measured in the same invocation. Each round runs the plain loop once and every recipe
+for one seed, in fresh processes, reversing the order every other round (ABBA), so drift in
+the machine's load hits every run alike. A recipe is trained with ``cnnlab train --config``
+(exactly what users get) and, where its target says so, evaluated with ``cnnlab eval --tta
+flip`` (2 views). Time to X is the *training* time of the recipe's fixed schedule (metrics'
+``train_seconds``: the training loop, evaluation excluded) whose final model reaches X; the
+median over the target's seeds. Training FLOPs = 3 x MACs per image x images seen.
+
+The targets, their seeds and inference, and the ablations (each technique removed from the
+94% recipe) are read from configs/fast/preset.yaml. Writes results.json and results.md (and
+the headline table into README.md between its markers)::
+
+    python benchmarks/time_to_accuracy/run.py --data-dir ../shared/data     # the full study
+    python benchmarks/time_to_accuracy/run.py --quick --out /tmp/tta        # smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+PLAIN = ROOT / "benchmarks" / "trainer" / "plain_loop.py"
+sys.path.insert(0, str(HERE))
+
+from report import write_reports  # noqa: E402  (this directory's table writer)
+
+
+def load_plan() -> dict[str, Any]:
+    from cnnlab.config import read_yaml
+    from cnnlab.recipes import load_preset
+
+    preset = load_preset("fast")
+    meta = read_yaml(preset.directory / "preset.yaml")
+    return {"preset": preset, "targets": meta["targets"], "ablations": meta.get("ablations", {}),
+            "ablation_base": meta.get("ablation_base")}  # fmt: skip
+
+
+def run_plain(data_dir: str, quick: bool) -> dict[str, Any]:
+    cmd = [sys.executable, str(PLAIN), "--model", "cnn2", "--epochs", "1", "--data-dir", data_dir]
+    if quick:
+        cmd.append("--allow-sample")
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    epoch = json.loads(out.strip().splitlines()[-1])["epochs"][0]
+    return {"seconds": epoch["seconds"], "test_acc": epoch["test_acc"]}
+
+
+def cnnlab(*args: str) -> dict[str, Any]:
+    """Run ``python -m cnnlab ARGS --json``; its last stdout line, parsed."""
+    cmd = [sys.executable, "-m", "cnnlab", *args, "--json"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run_recipe(recipe: Path, seed: int, sets: list[str], tta: str | None, data_dir: str,
+               quick: bool) -> dict[str, Any]:  # fmt: skip
+    """Train one recipe for one seed in a fresh process; single-view and TTA accuracy."""
+    extra = ["--set", "train.epochs=1"] if quick else []
+    for item in sets:
+        extra += ["--set", item]
+    with tempfile.TemporaryDirectory() as tmp:
+        run = f"{tmp}/run"
+        m = cnnlab("train", "--config", str(recipe), "--data-dir", data_dir, "--seed", str(seed),
+                   "--no-progress", "--out", run, *extra)  # fmt: skip
+        views = cnnlab("eval", run, "--tta", tta) if tta else None
+    n_train = round(m["train_images_per_s"] * m["seconds_per_epoch"])  # images per epoch
+    out = {
+        "seed": seed,
+        "test_acc": m["test_acc"],
+        "tta_acc": views["test_acc"] if views else None,
+        "train_seconds": m["train_seconds"],
+        "epochs": m["epochs"],
+        "images_seen": n_train * m["epochs"],
+        "macs_per_image": m["macs"],
+        "params": m["params"],
+        "precision": m["precision"],
+        "eval_seconds": _eval_seconds(m, views),
+    }
+    out["train_flops"] = 3 * out["macs_per_image"] * out["images_seen"]
+    return out
+
+
+def _eval_seconds(metrics: dict[str, Any], views: dict[str, Any] | None) -> float:
+    """Seconds the final test-set evaluation took (TTA's when used), from the images/s."""
+    src = views or metrics
+    return 10_000 / src["infer_images_per_s"] if src.get("infer_images_per_s") else float("nan")
+
+
+def schedule(plan: dict[str, Any], targets: list[str], ablations: list[str],
+             ablation_seeds: int) -> list[list[tuple[str, ...]]]:  # fmt: skip
+    """Rounds of jobs: ('plain',), ('target', name, seed), ('ablation', name, seed)."""
+    rounds = max([plan["targets"][t]["seeds"] for t in targets] + [ablation_seeds])
+    out = []
+    for r in range(rounds):
+        jobs: list[tuple[str, ...]] = [("plain",)]
+        jobs += [("target", t, r) for t in targets if r < plan["targets"][t]["seeds"]]
+        jobs += [("ablation", a, r) for a in ablations if r < ablation_seeds]
+        out.append(jobs if r % 2 == 0 else jobs[::-1])
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data-dir", default=None, help="directory with the Fashion-MNIST files")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke test: embedded sample, 1 epoch per recipe, 1 seed")  # fmt: skip
+    ap.add_argument("--targets", default=None, help="comma list (default: all in preset.yaml)")
+    ap.add_argument("--ablations", default=None, help="comma list, or 'none'")
+    ap.add_argument("--ablation-seeds", type=int, default=1)
+    ap.add_argument("--out", default=str(HERE), help="where results.json / results.md go")
+    args = ap.parse_args()
+    if not args.quick and args.data_dir is None:
+        ap.error("--data-dir is required (or --quick for the embedded sample)")
+    data_dir = args.data_dir or tempfile.mkdtemp()  # empty: the sample is used
+    plan = load_plan()
+    targets = args.targets.split(",") if args.targets else list(plan["targets"])
+    ablations = list(plan["ablations"]) if args.ablations is None else (
+        [] if args.ablations == "none" else args.ablations.split(","))  # fmt: skip
+    for name in targets + ablations:
+        if name not in plan["targets"] and name not in plan["ablations"]:
+            ap.error(f"unknown target or ablation {name!r}")
+    if args.quick:
+        plan["targets"] = {k: {**v, "seeds": 1} for k, v in plan["targets"].items()}
+    results: dict[str, Any] = {"plain": [], "targets": {t: [] for t in targets},
+                               "ablations": {a: [] for a in ablations}}  # fmt: skip
+    directory = plan["preset"].directory
+    started = time.strftime("%Y-%m-%d %H:%M")
+    for r, jobs in enumerate(schedule(plan, targets, ablations, args.ablation_seeds)):
+        for job in jobs:
+            print(f"round {r + 1}: {' '.join(map(str, job))}", file=sys.stderr, flush=True)
+            if job[0] == "plain":
+                results["plain"].append(run_plain(data_dir, args.quick))
+                continue
+            kind, name, seed = job
+            recipe, spec, sets = name, plan["targets"].get(name, {}), []
+            if kind == "ablation":  # the base recipe with the technique taken out
+                recipe = plan["ablation_base"]
+                spec = {**plan["targets"][recipe], **plan["ablations"][name]}
+                sets = list(spec.get("set", []))
+            tta = spec.get("tta", "none")
+            row = run_recipe(directory / f"{recipe}.yaml", int(seed), sets,
+                             None if tta == "none" else tta, data_dir, args.quick)  # fmt: skip
+            results["targets" if kind == "target" else "ablations"][name].append(row)
+            print(json.dumps(row), file=sys.stderr, flush=True)
+    write_reports(Path(args.out), plan, results, command=" ".join(["python", *sys.argv]),
+                  started=started, quick=args.quick)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
