@@ -3,34 +3,37 @@
 Every module of ``cnnlab`` is parsed with ``ast`` (nothing is imported), every ``import cnnlab.x``
 and ``from cnnlab.x import y`` anywhere in it (module level, inside functions, under
 ``TYPE_CHECKING``) becomes an edge to the module it names (``y`` itself when it is a submodule),
-and the strongly connected components of that graph are the loops. The floors of
-docs/architecture.md are checked too: a module may import only from its own floor or below.
+and the strongly connected components of that graph are the loops. The floors table of
+docs/architecture.md is read and checked too: a module may import only from its own floor or
+below, and every module of the package is on a floor.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 PKG = SRC / "cnnlab"
 
-# docs/architecture.md, "Floors": ground up. A top-level module or package of cnnlab is on one
-# floor; it may import from its own floor and the ones below, never above.
-FLOORS: list[set[str]] = [
-    {"registry", "errors", "coercion"},
-    {"nn", "data", "losses", "optim", "viz"},
-    {"models", "engine", "evaluation"},
-    {"components", "config"},
-    {"trained"},
-    {"inspect"},
-    {"reports"},
-    {"training", "recipes"},
-    {"ensembles", "compare", "export"},
-    {"compression"},
-    {"experiments"},
-    {"cli", "__main__"},
-]
+DOC = Path(__file__).resolve().parents[1] / "docs" / "architecture.md"
+
+
+def read_floors(doc: Path = DOC) -> list[set[str]]:
+    """The floors table of docs/architecture.md: ground up, the top-level modules of each."""
+    text = doc.read_text(encoding="utf-8")
+    table = text.split("<!-- floors:begin", 1)[1].split("<!-- floors:end -->", 1)[0]
+    floors = []
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 2 and cells[0].isdigit():
+            assert int(cells[0]) == len(floors), f"{doc}: floor {cells[0]} out of order"
+            floors.append(set(re.findall(r"`([\w_]+)`", cells[1])))
+    return floors
+
+
+FLOORS = read_floors()
 
 
 def module_name(path: Path) -> str:
@@ -161,3 +164,13 @@ def test_the_checker_sees_function_level_and_relative_imports(tmp_path: Path) ->
     graph = {n: imports_of(n, p, modules) for n, p in modules.items()}
     assert graph == {"cnnlab.a": {"cnnlab.b"}, "cnnlab.b": {"cnnlab.a"}}
     assert strongly_connected(graph) == [["cnnlab.a", "cnnlab.b"]]
+
+
+def test_every_file_the_architecture_page_names_exists() -> None:
+    names = set(re.findall(r"`((?:[\w]+/)*[\w]+\.py)", DOC.read_text(encoding="utf-8")))
+    root = PKG.parents[1]  # tests/... paths are relative to the repository
+    examples = {"cli/my_cmd.py"}  # the how-to's made-up file
+    missing = sorted(
+        n for n in names - examples if not (PKG / n).is_file() and not (root / n).is_file()
+    )
+    assert not missing, f"docs/architecture.md names files that do not exist: {missing}"

@@ -65,10 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--out", default=str(HERE / "layout.md"))
     args = ap.parse_args(argv)
-    from cnnlab.components import load_registries
+    import cnnlab.components  # noqa: F401  (fills the registries)
     from cnnlab.reports.environment import environment_info, environment_line
 
-    load_registries()
     torch.set_num_threads(args.threads)
     rows = []
     for entry in args.models.split(","):

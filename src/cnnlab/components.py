@@ -10,7 +10,6 @@ Models are built on the ``meta`` device for this, which allocates nothing.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import types
 import typing
 from collections.abc import Mapping
@@ -18,17 +17,16 @@ from typing import Any
 
 import torch
 
+# The packages that fill the registries checked here, imported explicitly so that every
+# component name is known before a config is checked.
+import cnnlab.data
+import cnnlab.losses
+import cnnlab.models
+import cnnlab.optim.optimizers
+import cnnlab.optim.schedules  # noqa: F401
 from cnnlab.coercion import coerce_simple
 from cnnlab.errors import ConfigError
 from cnnlab.registry import DATASETS, LOSSES, MODELS, OPTIMIZERS, SCHEDULES, Registry, RegistryError
-
-_MODULES = (
-    "cnnlab.models",
-    "cnnlab.data.datasets",
-    "cnnlab.losses",
-    "cnnlab.optim.optimizers",
-    "cnnlab.optim.schedules",
-)
 
 REGISTRIES: dict[str, Registry] = {
     "dataset": DATASETS,
@@ -49,15 +47,8 @@ RESERVED: dict[str, frozenset[str]] = {
 }
 
 
-def load_registries() -> None:
-    """Import every module that registers components (idempotent)."""
-    for name in _MODULES:
-        importlib.import_module(name)
-
-
 def check_component(kind: str, name: str, params: Mapping[str, Any], section: str) -> None:
     """Raise ConfigError if ``name`` is unknown or ``params`` do not fit its builder."""
-    load_registries()
     registry = REGISTRIES[kind]
     try:
         builder = registry.get(name)

@@ -110,7 +110,7 @@ def all_registries() -> dict:
     """Every registry ``cnnlab list`` can show, including those of the data and nn modules."""
     # Imported here, not at the top, so that `cnnlab --help` stays fast (the CLI imports
     # lazily, always downward).
-    from cnnlab.components import REGISTRIES, load_registries
+    from cnnlab.components import REGISTRIES
     from cnnlab.compression import COMPRESSION
     from cnnlab.data.augment import AUGMENTATIONS
     from cnnlab.data.preprocess import PREPROCESSORS
@@ -118,7 +118,6 @@ def all_registries() -> dict:
     from cnnlab.nn.activations import ACTIVATIONS
     from cnnlab.nn.init import INITS
 
-    load_registries()
     return {
         **REGISTRIES,
         "activation": ACTIVATIONS,

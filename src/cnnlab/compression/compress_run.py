@@ -39,7 +39,6 @@ from cnnlab.compression.measure import count_parameters, model_macs, time_models
 from cnnlab.compression.state import CompressionError, CompressState
 from cnnlab.compression.steps import Step, build_step
 from cnnlab.compression.storage import load_compressed, save_compressed
-from cnnlab.config import FinetuneConfig
 from cnnlab.engine.checkpoint import CheckpointError
 from cnnlab.trained.run import load
 
@@ -88,13 +87,13 @@ def read_config(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
 
 def load_run(run_dir: str | Path, data_dir: str | None = None):
     """(config, model with the weights the run reports, checkpoint metadata) of a training run,
-    through ``cnnlab.load``. The config's fine-tuning section is cleared: a compression step
+    through ``cnnlab.load``. The config's pretrained checkpoint is cleared: a compression step
     starts from the trained network itself."""
     try:
         run = load(run_dir, data_dir=data_dir, device="cpu")
     except CheckpointError as err:
         raise CompressionError(str(err)) from None
-    cfg = replace(run.config, finetune=FinetuneConfig())
+    cfg = replace(run.config, finetune=replace(run.config.finetune, checkpoint=None))
     return cfg, run.fresh_model(), run.meta
 
 

@@ -28,7 +28,9 @@ FINETUNE_KEYS = ("lr", "lr_scale", "optimizer", "weight_decay", "schedule", "bat
 
 def finetune_config(cfg: Any, options: Mapping[str, Any] | None = None) -> Any:
     """The run's config with the fine-tuning optimiser/schedule (defaults: lr x 0.1,
-    the run's optimiser and weight decay, a constant schedule, no early stopping)."""
+    the run's optimiser and weight decay, a constant schedule). Every other practice of the
+    run (max-norm, EMA, early stopping, per-stage learning rates, ...) applies to the
+    fine-tuning too; options other than ``FINETUNE_KEYS`` are refused by name."""
     from cnnlab.config import ConfigError, build_config
 
     opts = dict(options or {})
@@ -51,10 +53,11 @@ def finetune_config(cfg: Any, options: Mapping[str, Any] | None = None) -> Any:
 
 
 def plain_training(tree: dict[str, Any]) -> dict[str, Any]:
-    """No progress bar, early stopping or pretrained checkpoint for in-memory training."""
+    """The run's own recipe for an in-memory training: no progress bar, and no pretrained
+    checkpoint (the step's model brings its weights). Every other key applies, early stopping
+    included (``cnnlab.training.spine.train_in_memory``)."""
     tree["train"]["progress"] = False
-    tree["train"]["early_stopping"]["enabled"] = False
-    tree["finetune"] = {}
+    tree["finetune"]["checkpoint"] = None
     return tree
 
 

@@ -64,10 +64,9 @@ def student_spec(
 ) -> dict[str, Any]:
     """The student's model spec: ``student`` ({name, params}) or the teacher's architecture
     with its width multiplied by ``width`` (for builders that take ``width``)."""
-    from cnnlab.components import load_registries
+    import cnnlab.models  # noqa: F401  (fills MODELS)
     from cnnlab.registry import MODELS
 
-    load_registries()
     if student is None:
         name = teacher_spec["name"]
         if "width" not in MODELS.parameters(name):

@@ -1,10 +1,11 @@
 """What flows between compression steps: the model, its spec and how its tensors are stored.
 
-A step is "model in, model out" (DESIGN.md); the state carries what a step needs besides the
-module itself: the registered-model ``spec`` its structure is patched from (distillation swaps
-it for the student's), the storage ``encodings`` earlier steps declared for its tensors (sparse
-masks, codebooks, product-quantised matrices: later fine-tuning must keep them), and, once int8
-quantisation has run, the float model it was converted from.
+A step is "model in, model out" (docs/architecture.md, "How to add ... a compression step");
+the state carries what a step needs besides the module itself: the registered-model ``spec``
+its structure is patched from (distillation swaps it for the student's), the storage
+``encodings`` earlier steps declared for its tensors (sparse masks, codebooks, product-quantised
+matrices: later fine-tuning must keep them), and, once int8 quantisation has run, the float
+model it was converted from.
 """
 
 from __future__ import annotations

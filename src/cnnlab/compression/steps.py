@@ -1,4 +1,6 @@
-"""Compression steps: "model in, model out, plus a report" (DESIGN.md), chained from a config.
+"""Compression steps: "model in, model out, plus a report", chained from a config.
+
+How to add one: docs/architecture.md.
 
 ``COMPRESSION`` maps a step name to a builder; the builder takes the step's options as keyword
 arguments, checks them (bad values fail before any data is read) and returns a :class:`Step`.

@@ -1,4 +1,4 @@
-"""Tasks: what one training step computes, so the loop itself never changes (DESIGN.md).
+"""Tasks: what one training step computes, so the loop itself never changes (docs/architecture.md).
 
 A task turns a batch into ``(loss, logits)``. Plain classification applies a loss to the model's
 logits; L-Softmax and center loss (Handbook §9.1.4-§9.1.5) need the deep features and the linear

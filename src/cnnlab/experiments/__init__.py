@@ -1,13 +1,28 @@
 """The handbook's claims as experiments with computed verdicts (Handbook Part D).
 
-``EXPERIMENTS`` holds every experiment once :func:`load_all` has imported the chapter modules:
-exact checks (D.1; ``exact_*``) and small trend studies (D.2; ``trend_*``). Run them with
+``EXPERIMENTS`` holds every experiment: this package imports the chapter modules, which register
+theirs, exact checks (D.1; ``exact_*``) and small trend studies (D.2; ``trend_*``). Run them with
 :func:`run_experiments` (or ``cnnlab experiments run``) and collect the results into a book with
 :func:`build_book` (``cnnlab experiments book``). Verdict rules: :mod:`.verdict`.
 """
 
 from __future__ import annotations
 
+# The chapter modules register their experiments when imported (explicitly, here: the package
+# that owns the registry fills it).
+from cnnlab.experiments import (  # noqa: F401  (registration)
+    exact_basics,
+    exact_practice,
+    exact_training,
+    trend_architectures,
+    trend_basics,
+    trend_compression,
+    trend_distillation,
+    trend_ensembles,
+    trend_init_losses,
+    trend_regularization,
+    trend_training,
+)
 from cnnlab.experiments.base import (
     EXPERIMENTS,
     Check,

@@ -315,27 +315,10 @@ class Measured:
 
 
 def load_all() -> Registry:
-    """Import every experiment module (registration happens on import); returns the registry."""
-    import importlib
-
-    for mod in MODULES:
-        importlib.import_module(f"cnnlab.experiments.{mod}")
+    """The registry of every experiment. The package ``cnnlab.experiments`` imports each
+    chapter module explicitly (registration happens on import), and any import of this module
+    runs the package first, so the registry is always full here."""
     return EXPERIMENTS
-
-
-MODULES = (
-    "exact_basics",
-    "exact_practice",
-    "exact_training",
-    "trend_basics",
-    "trend_architectures",
-    "trend_compression",
-    "trend_distillation",
-    "trend_init_losses",
-    "trend_regularization",
-    "trend_training",
-    "trend_ensembles",
-)
 
 
 def ordered(names: Sequence[str] | None = None) -> list[Experiment]:

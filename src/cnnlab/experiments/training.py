@@ -3,9 +3,10 @@
 ``train`` builds a validated ``RunConfig`` from a config tree (the same sections as
 ``cnnlab train``), the data bundle from an experiment data set, the model (zoo model from the
 config, or a given module) with the config's initialiser, and trains with
-:func:`cnnlab.training.spine.train_model`. It writes ``config.yaml``, ``history.csv`` and
-``metrics.json`` to ``<experiment>/runs/<arm>/seed<k>/`` and returns the trained model and its
-history. A divergence (NaN/inf loss) is recorded, not raised: some claims are about it.
+:func:`cnnlab.training.spine.train_model` (every practice of the config applies). It writes
+``config.yaml``, ``history.csv`` and ``metrics.json`` to ``<experiment>/runs/<arm>/seed<k>/``
+and returns the trained model and its history. A divergence (NaN/inf loss) is recorded, not
+raised: some claims are about it.
 """
 
 from __future__ import annotations
@@ -25,14 +26,13 @@ from cnnlab.data.datasets import ImageDataset
 from cnnlab.data.loader import BatchLoader
 from cnnlab.engine.callbacks import Callback, write_history
 from cnnlab.engine.checkpoint import atomic_write_text
-from cnnlab.engine.regularization import MaxNorm
 from cnnlab.engine.rundir import clean_json
 from cnnlab.engine.trainer import DivergenceError
 from cnnlab.evaluation.evaluate import evaluate
 from cnnlab.experiments.base import Context
 from cnnlab.experiments.data import describe
-from cnnlab.models import create_model
-from cnnlab.training.assemble import prepare_model, seed_everything, silent
+from cnnlab.models.spec import build_model
+from cnnlab.training.assemble import model_spec_of, prepare_model, seed_everything, silent
 from cnnlab.training.spine import train_model
 
 BASE_TREE: dict[str, Any] = {
@@ -56,15 +56,10 @@ def make_data(cfg: RunConfig, dataset: ImageDataset) -> DataBundle:
 
 
 def make_model(cfg: RunConfig, dataset: ImageDataset) -> nn.Module:
-    """The config's zoo model, seeded by the config's seed, with its initialiser applied."""
+    """The config's zoo model, seeded by the config's seed, with its initialiser applied (the
+    same building blocks as every training: ``cnnlab.training.assemble``)."""
     seed_everything(cfg.seed)
-    model = create_model(
-        cfg.model.name,
-        num_classes=dataset.num_classes,
-        in_chans=dataset.in_chans,
-        input_size=dataset.image_size,
-        **dict(cfg.model.params),
-    )
+    model = build_model(model_spec_of(cfg, dataset))
     prepare_model(cfg, model, resume=False, log=silent)
     return model
 
@@ -201,9 +196,7 @@ def train(
     else:
         spec = {"name": type(model).__name__, "custom": True, **(note or {}).get("model", {})}
     recorder = Recorder()
-    extra_cbs: list[Callback] = [recorder]
-    if cfg.regularization.max_norm is not None:  # run_training adds it; train_model does not
-        extra_cbs.insert(0, MaxNorm(cfg.regularization.max_norm))
+    extra_cbs: list[Callback] = [recorder]  # train_model adds the config's own (max-norm, ...)
     start, diverged = time.perf_counter(), None
     try:
         train_model(

@@ -1,4 +1,4 @@
-"""The zoo's common model interface and option checks (DESIGN.md, Registries).
+"""The zoo's common model interface and option checks (docs/architecture.md: adding a model).
 
 Every zoo model splits into ``forward_features(x) -> (B, D)``, everything up to the vector the
 final classifier sees, and ``head`` (normally ``nn.Linear(D, num_classes)``), with
