@@ -28,11 +28,16 @@ from cnnlab.config import (
     merge_trees,
     read_yaml,
 )
+from cnnlab.engine.checkpoint import atomic_write_text
+from cnnlab.engine.distributed import threads_per_process
 from cnnlab.engine.rundir import RunDir, RunDirError
+from cnnlab.inspect.summary import summary
+from cnnlab.models.spec import build_model
 from cnnlab.recipes import Preset, load_preset
 from cnnlab.reports.environment import environment_info
 from cnnlab.reports.results import notes_against_claims, write_results
-from cnnlab.training.assemble import Log
+from cnnlab.trained.evaluation import evaluate_run
+from cnnlab.training.assemble import Log, load_run_dataset, model_spec_of
 from cnnlab.training.spine import run_training
 
 
@@ -140,9 +145,6 @@ def _train_set_accuracy(rd: RunDir, cfg: RunConfig, log: Log) -> float:
     augmentation), cached in the run directory. The case study's claims look like training
     accuracy; the running accuracy of the last epoch (dropout on, weights still moving)
     understates it, so the comparison needs this figure."""
-    from cnnlab.engine.checkpoint import atomic_write_text
-    from cnnlab.trained.evaluation import evaluate_run
-
     if rd.file(RunDir.TRAIN_EVAL).is_file():
         return float(rd.read_json(RunDir.TRAIN_EVAL)["train_acc"])
     log("evaluating the final model on the training set")
@@ -171,8 +173,6 @@ def _run_all(work, out: Path, jobs: int, log: Log, stream) -> dict[str, dict[str
             done[rel] = _train_or_reuse(cfg, out / rel, run_log, stream, prefix)
         return done
     import multiprocessing as mp
-
-    from cnnlab.engine.distributed import threads_per_process
 
     # Longest first: with the longest training queued last, one worker would train it alone
     # while the other cores idle (on the case-study preset that is ResNet-20's 20 epochs).
@@ -215,10 +215,6 @@ def _terminate_on_sigterm():
 def _estimated_costs(work) -> list[float]:
     """Relative training cost of each run, multiply-adds per image x epochs: enough to order
     the queue (the runs of one study share their data set, which is read once here)."""
-    from cnnlab.inspect.summary import summary
-    from cnnlab.models.spec import build_model
-    from cnnlab.training.assemble import load_run_dataset, model_spec_of
-
     datasets: dict[str, Any] = {}
     costs = []
     for _, _, cfg, _ in work:

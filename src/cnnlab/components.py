@@ -25,7 +25,13 @@ import cnnlab.models
 import cnnlab.optim.optimizers
 import cnnlab.optim.schedules  # noqa: F401
 from cnnlab.coercion import coerce_simple
+from cnnlab.data.augment import validate_augmentation
+from cnnlab.data.imbalance import make_imbalanced
+from cnnlab.data.preprocess import validate_preprocess
+from cnnlab.data.samplers import validate_sampler
+from cnnlab.engine.mix_tasks import MIX_TASKS
 from cnnlab.errors import ConfigError
+from cnnlab.nn.init import resolve_scheme
 from cnnlab.registry import DATASETS, LOSSES, MODELS, OPTIMIZERS, SCHEDULES, Registry, RegistryError
 
 REGISTRIES: dict[str, Registry] = {
@@ -118,11 +124,6 @@ def _dry_build(kind: str, name: str, params: dict[str, Any]) -> None:
 
 def check_data_practice(data: Any) -> None:
     """Augmentation, preprocessing, sampler and imbalance specs, checked without any data."""
-    from cnnlab.data.augment import validate_augmentation
-    from cnnlab.data.imbalance import make_imbalanced
-    from cnnlab.data.preprocess import validate_preprocess
-    from cnnlab.data.samplers import validate_sampler
-
     checks = [
         ("data.augment", lambda: validate_augmentation(data.augment)),
         ("data.preprocess", lambda: validate_preprocess(data.preprocess)),
@@ -143,9 +144,6 @@ def check_data_practice(data: Any) -> None:
 
 def check_practice_components(cfg: Any) -> None:
     """The model's init scheme and the loss's mix task (checked without data)."""
-    from cnnlab.engine.mix_tasks import MIX_TASKS
-    from cnnlab.nn.init import resolve_scheme
-
     if cfg.model.init is not None and cfg.model.init != "lsuv":
         try:
             resolve_scheme(cfg.model.init)

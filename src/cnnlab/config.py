@@ -179,7 +179,12 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "data.normalize": ("per-channel", "none"),
     "train.precision": ("auto", "fp32", "bf16", "fp16"),
     "train.channels_last": ("auto", "on", "off"),
-    "train.compile_mode": ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
+    "train.compile_mode": (
+        "default",
+        "reduce-overhead",
+        "max-autotune",
+        "max-autotune-no-cudagraphs",
+    ),
     "train.early_stopping.metric": ("val_loss", "val_acc"),
     "train.ema.bn": ("average", "copy"),
     "train.snapshots": ("off", "on", "cycles", "epochs"),
@@ -441,7 +446,8 @@ def _checkpoint_file(path: str) -> Path:
 
 
 def _validate_components(cfg: RunConfig) -> None:
-    # Imported here: registries fill up when their modules are imported.
+    # Imported here (downward, same floor): the registries and torch load only when a config
+    # is checked, so that `cnnlab --help` and `import cnnlab.config` stay fast.
     from cnnlab.components import (
         check_component,
         check_data_practice,

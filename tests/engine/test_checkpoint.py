@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from cnnlab.engine import checkpoint as ck
+from cnnlab.engine import atomic
 from cnnlab.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 
@@ -101,7 +101,7 @@ def test_crash_during_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise OSError("disk full (simulated)")
 
-    monkeypatch.setattr(ck.os, "fsync", boom)
+    monkeypatch.setattr(atomic.os, "fsync", boom)
     with pytest.raises(OSError, match="disk full"):
         save_checkpoint(path, model=model, optimizer=opt, meta={"epoch": 2})
     assert path.read_bytes() == before

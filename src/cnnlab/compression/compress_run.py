@@ -39,6 +39,7 @@ from cnnlab.compression.measure import count_parameters, model_macs, time_models
 from cnnlab.compression.state import CompressionError, CompressState
 from cnnlab.compression.steps import Step, build_step
 from cnnlab.compression.storage import load_compressed, save_compressed
+from cnnlab.config import ConfigError, read_yaml
 from cnnlab.engine.checkpoint import CheckpointError
 from cnnlab.trained.run import load
 
@@ -53,8 +54,6 @@ MEASURE_DEFAULTS: dict[str, Any] = {"timing": True, "repeats": 7, "batch_sizes":
 
 def read_config(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
     """The compression config with its steps built (so bad options fail before any data)."""
-    from cnnlab.config import ConfigError, read_yaml
-
     where = str(source) if not isinstance(source, Mapping) else "compression config"
     tree = dict(source) if isinstance(source, Mapping) else read_yaml(source)
     unknown = sorted(set(tree) - set(TOP_KEYS))

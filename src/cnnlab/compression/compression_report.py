@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from cnnlab.engine.rundir import RunDir
+
 COLUMNS = (
     ("step", "step"),
     ("params", "params"),
@@ -76,8 +78,6 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def write_reports(out: Path, report: dict[str, Any]) -> None:
-    from cnnlab.engine.rundir import RunDir
-
     rd = RunDir(out)
     rd.write_json("report.json", report)
     rd.write_text("report.md", markdown(report))

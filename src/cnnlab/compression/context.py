@@ -18,7 +18,14 @@ import torch
 from torch import nn
 
 from cnnlab.compression.constraints import constrained
+from cnnlab.compression.measure import accuracy
 from cnnlab.compression.state import CompressState
+from cnnlab.config import ConfigError, build_config
+from cnnlab.data.bundle import build_data
+from cnnlab.data.loader import BatchLoader
+from cnnlab.engine.resume import ResumePoint
+from cnnlab.engine.runtime import resolve_runtime
+from cnnlab.training.spine import train_model
 
 Log = Callable[[str], None]
 
@@ -31,8 +38,6 @@ def finetune_config(cfg: Any, options: Mapping[str, Any] | None = None) -> Any:
     the run's optimiser and weight decay, a constant schedule). Every other practice of the
     run (max-norm, EMA, early stopping, per-stage learning rates, ...) applies to the
     fine-tuning too; options other than ``FINETUNE_KEYS`` are refused by name."""
-    from cnnlab.config import ConfigError, build_config
-
     opts = dict(options or {})
     unknown = sorted(set(opts) - set(FINETUNE_KEYS))
     if unknown:
@@ -81,10 +86,6 @@ class CompressContext:
         cls, cfg: Any, finetune: Mapping[str, Any] | None = None, log: Log = print
     ) -> CompressContext:
         """Build the data of ``cfg`` once and derive the fine-tuning config."""
-        from cnnlab.config import build_config
-        from cnnlab.data.bundle import build_data
-        from cnnlab.engine.runtime import resolve_runtime
-
         train_cfg = build_config(plain_training(cfg.to_dict()))
         runtime = resolve_runtime(train_cfg.train)
         data = build_data(train_cfg.data, seed=train_cfg.seed, device=runtime.device,
@@ -122,7 +123,6 @@ class CompressContext:
     def _train(self, model, cfg, epochs, task, callbacks, what: str):
         """``cnnlab.training.spine.train_model`` on the run's data; its epoch lines (logged as each
         epoch ends: a distillation trains for hours) indented under the step's own line."""
-        from cnnlab.training.spine import train_model
 
         def log(line: str) -> None:
             self.log(f"  {what} {line}")
@@ -134,8 +134,6 @@ class CompressContext:
     def _resume_point(self, what: str, epochs: int):
         """The next training call's resume file: step k's j-th training is ``stepKK-J``; the
         fingerprint holds the step's key, the call number, the recipe and the epochs."""
-        from cnnlab.engine.resume import ResumePoint
-
         where = self._where
         where["call"] += 1
         if self.resume_dir is None:
@@ -148,8 +146,6 @@ class CompressContext:
     def sample_batches(self, n_batches: int, batch_size: int = 64) -> list[tuple]:
         """``n_batches`` fixed batches of training images, without augmentation (calibration,
         APoZ and Taylor statistics), normalised like the run's evaluation data."""
-        from cnnlab.data.loader import BatchLoader
-
         train = self.data.train
         gen = torch.Generator().manual_seed(self.train_cfg.seed)
         n = min(train.images.shape[0], n_batches * batch_size)
@@ -161,7 +157,5 @@ class CompressContext:
         return [(x.cpu(), y.cpu()) for x, y in loader]
 
     def accuracy(self, model: nn.Module) -> float:
-        from cnnlab.compression.measure import accuracy
-
         batches = ((x.cpu(), y.cpu()) for x, y in self.data.test)
         return accuracy(model, batches, self.num_classes)

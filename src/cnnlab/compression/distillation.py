@@ -19,6 +19,9 @@ from torch import nn
 from cnnlab.compression.state import CompressionError, CompressState
 from cnnlab.compression.steps import COMPRESSION, Step, check_int, check_positive
 from cnnlab.engine.tasks import Task
+from cnnlab.models.spec import build_model
+from cnnlab.registry import MODELS
+from cnnlab.training.assemble import seed_everything
 
 
 def distillation_loss(
@@ -64,9 +67,6 @@ def student_spec(
 ) -> dict[str, Any]:
     """The student's model spec: ``student`` ({name, params}) or the teacher's architecture
     with its width multiplied by ``width`` (for builders that take ``width``)."""
-    import cnnlab.models  # noqa: F401  (fills MODELS)
-    from cnnlab.registry import MODELS
-
     if student is None:
         name = teacher_spec["name"]
         if "width" not in MODELS.parameters(name):
@@ -118,9 +118,6 @@ def distill(
                "teacher": teacher, "width": width}  # fmt: skip
 
     def apply(state: CompressState, ctx: Any) -> dict[str, Any]:
-        from cnnlab.models.spec import build_model
-        from cnnlab.training.assemble import seed_everything
-
         spec = student_spec(state.spec, student, width)
         teacher_model = load_teacher(teacher, state, ctx)
         seed_everything(ctx.train_cfg.seed)

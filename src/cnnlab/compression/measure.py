@@ -16,6 +16,9 @@ from collections.abc import Iterable, Mapping
 import torch
 from torch import nn
 
+from cnnlab.evaluation.evaluate import evaluate
+from cnnlab.inspect.summary import summary
+
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:
     """(parameters, non-zero parameters): learnable tensors, plus the weights and biases
@@ -52,8 +55,6 @@ def _zero_points(t: torch.Tensor) -> torch.Tensor:
 
 def model_macs(model: nn.Module, input_size: tuple[int, int, int]) -> int:
     """Multiply-adds per image of a float model (``cnnlab.inspect.summary``)."""
-    from cnnlab.inspect.summary import summary
-
     return summary(model, input_size).macs
 
 
@@ -115,8 +116,6 @@ def time_models(
 
 def accuracy(model: nn.Module, batches, num_classes: int) -> float:
     """Top-1 accuracy on ``batches`` (``cnnlab.evaluation.evaluate``; no autocast)."""
-    from cnnlab.evaluation.evaluate import evaluate
-
     return evaluate(model, batches, num_classes=num_classes).accuracy
 
 

@@ -33,6 +33,7 @@ from cnnlab.compression.steps import (
     check_positive,
 )
 from cnnlab.engine.tasks import Task
+from cnnlab.training.assemble import build_task
 
 SCOPES = ("global", "layer")
 
@@ -191,8 +192,6 @@ def group_lasso(
         raise ValueError(f"lambda_channel must be >= 0, got {lambda_channel!r}")
 
     def apply(state: CompressState, ctx: Any) -> dict[str, Any]:
-        from cnnlab.training.assemble import build_task
-
         inner = build_task(ctx.finetune_cfg, ctx.data, torch.device("cpu"))
         task = GroupLassoTask(inner, options["lambda_filter"], options["lambda_channel"])
         before = filter_norms(state.model)

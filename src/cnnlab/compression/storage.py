@@ -21,7 +21,9 @@ from torch import nn
 from cnnlab.compression import arch
 from cnnlab.compression.binary_layers import BINARY_LAYERS
 from cnnlab.compression.encoding import StorageError, decode, encode
+from cnnlab.compression.int8 import decode_value, encode_value, quantize_int8
 from cnnlab.engine.checkpoint import _read_header_metadata, atomic_write_bytes, tensor_digest
+from cnnlab.models.spec import build_model
 
 FORMAT = "cnnlab-compressed/1"
 
@@ -44,8 +46,6 @@ def _float_payload(model: nn.Module, encodings: dict[str, dict]) -> tuple[dict, 
 
 
 def _int8_payload(model: nn.Module) -> tuple[dict, dict]:
-    from cnnlab.compression.int8 import encode_value
-
     tensors: dict[str, torch.Tensor] = {}
     metas: dict[str, Any] = {}
     for key, value in model.state_dict().items():
@@ -67,8 +67,6 @@ def save_compressed(
 ) -> int:
     """Write ``model`` (a finalized compressed model) to ``path``; return the file size."""
     from safetensors.torch import save
-
-    from cnnlab.models.spec import build_model
 
     structure = int8["float_model"] if int8 is not None else model
     patches = arch.architecture_patches(build_model(spec), structure)
@@ -114,13 +112,9 @@ def read_compressed(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
 
 def load_compressed(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild a saved compressed model (eval mode, CPU) and return it with its metadata."""
-    from cnnlab.models.spec import build_model
-
     tensors, meta = read_compressed(path)
     model = arch.apply_patches(build_model(meta["model"]), meta["patches"])
     if meta["kind"] == "int8":
-        from cnnlab.compression.int8 import decode_value, quantize_int8
-
         spec = meta["model"]
         gen = torch.Generator().manual_seed(0)
         dummy = torch.randn(2, spec["in_chans"], spec["input_size"], spec["input_size"],

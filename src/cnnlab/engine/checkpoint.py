@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn as nn
+
+from cnnlab.engine.atomic import atomic_write_bytes, atomic_write_text  # noqa: F401
+from cnnlab.engine.state import TrainState
 
 FORMAT = "cnnlab-checkpoint/1"
 
@@ -33,23 +35,6 @@ def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
         h.update(str(t.dtype).encode() + str(tuple(t.shape)).encode())
         h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a crash leaves either the old file or the new one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(Path(path), text.encode("utf-8"))
 
 
 def save_checkpoint(
@@ -190,8 +175,6 @@ class Checkpoint:
         scheduler: Any, rank: int = 0,
     ) -> Any:  # fmt: skip
         """Load model, task, optimiser, scheduler and RNG state; the saved ``TrainState``."""
-        from cnnlab.engine.state import TrainState
-
         if "state" not in self.meta:
             raise CheckpointError(f"{self.path}: holds no training state (cannot resume)")
         self.load_model(model)

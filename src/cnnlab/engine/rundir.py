@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from cnnlab.engine.checkpoint import atomic_write_text
+from cnnlab.engine.atomic import atomic_write_text
 
 
 class RunDirError(ValueError):

@@ -28,7 +28,9 @@ import torch.nn as nn
 from cnnlab.engine.callbacks import Callback
 from cnnlab.engine.checkpoint import atomic_write_bytes
 from cnnlab.engine.state import TrainState
+from cnnlab.engine.tasks import unwrap
 from cnnlab.errors import ConfigError, EnsembleError
+from cnnlab.registry import SCHEDULES
 
 SNAPSHOT = re.compile(r"^snapshot_(\d+)\.safetensors$")
 HEADER_KEY = "cnnlab_snapshot"
@@ -54,8 +56,6 @@ def snapshot_steps(total_steps: int, cycles: int, warmup_steps: int = 0) -> list
 
 def _bare(model: nn.Module) -> nn.Module:
     """The network inside torch.compile and DDP wrappers (keys without prefixes)."""
-    from cnnlab.engine.tasks import unwrap
-
     return unwrap(getattr(model, "_orig_mod", model))
 
 
@@ -94,8 +94,6 @@ class SnapshotSaver(Callback):
     ) -> SnapshotSaver:
         """A saver matching ``cfg``'s ``cosine_restarts`` schedule (a clear error otherwise);
         ``per_epoch``: one snapshot per epoch, any schedule."""
-        from cnnlab.registry import SCHEDULES
-
         if per_epoch:
             return cls(run_dir, cycles=None, spec=spec)
         if cfg.schedule.name != "cosine_restarts":

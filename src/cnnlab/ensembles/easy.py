@@ -15,8 +15,12 @@ from typing import Any
 
 import torch
 
+from cnnlab.data.loader import BatchLoader
 from cnnlab.ensembles.combine import EnsembleError
 from cnnlab.ensembles.ensemble import Ensemble
+from cnnlab.models.spec import build_model
+from cnnlab.training.assemble import model_spec_of, prepare_model
+from cnnlab.training.spine import train_model
 
 
 def balanced_subset(
@@ -51,8 +55,6 @@ def easy_subsets(
 def subset_bundle(data: Any, indices: torch.Tensor) -> Any:
     """A copy of a ``DataBundle`` whose training loader only holds ``indices`` (same
     normalisation, augmentation and evaluation loaders; no sampler: the subset is balanced)."""
-    from cnnlab.data.loader import BatchLoader
-
     t = data.train
     idx = indices.to(t.images.device)
     train = BatchLoader(
@@ -76,10 +78,6 @@ def train_easy_ensemble(
     """Train ``members`` models of ``cfg`` (model, loss, optimiser, schedule) with
     ``train_model``, each on its own balanced subset of ``data``'s training split; return the
     averaging ensemble and one info row per member (subset size, seed, final test accuracy)."""
-    from cnnlab.models.spec import build_model
-    from cnnlab.training.assemble import model_spec_of, prepare_model
-    from cnnlab.training.spine import train_model
-
     subsets = easy_subsets(data.train.labels, members, per_class=per_class, seed=cfg.seed)
     spec = model_spec_of(cfg, data.dataset)
     models, info = [], []

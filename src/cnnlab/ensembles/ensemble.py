@@ -33,6 +33,9 @@ from cnnlab.ensembles.combine import (
     predict,
     vote_counts,
 )
+from cnnlab.ensembles.loading import load_run_member
+from cnnlab.ensembles.snapshots import load_snapshots
+from cnnlab.ensembles.weights import fit_weights, member_accuracies, weights_from_accuracy
 
 
 class InputAdapter(nn.Module):
@@ -149,8 +152,6 @@ class Ensemble(nn.Module):
     def fit_weights(self, val_batches, method: str = "nll") -> torch.Tensor:
         """Fit weights on a VALIDATION loader (``nll``: minimum mixture NLL; ``accuracy``:
         proportional to validation accuracy) and switch to the ``weighted`` rule."""
-        from cnnlab.ensembles.weights import fit_weights, member_accuracies, weights_from_accuracy
-
         logp, y = self.collect(val_batches)
         if method == "nll":
             w = fit_weights(logp, y)
@@ -174,8 +175,6 @@ class Ensemble(nn.Module):
         """Members from run directories or checkpoint files (their final weights, or early
         stopping's best when the run restored them). Members must share the classes, channels
         and input size; inputs are normalised like the first member's training split."""
-        from cnnlab.ensembles.loading import load_run_member
-
         if len(paths) == 0:
             raise EnsembleError("from_runs: no run directories given")
         loaded = [load_run_member(p) for p in paths]
@@ -202,8 +201,6 @@ class Ensemble(nn.Module):
         device: str | torch.device = "cpu",
     ) -> Ensemble:
         """The last ``last`` snapshots (all if None) of a snapshot-ensemble run (§13.2.1)."""
-        from cnnlab.ensembles.snapshots import load_snapshots
-
         models, names, meta = load_snapshots(run_dir, last=last)
         ens = cls(models, rule=rule, names=names)
         ens.meta = meta

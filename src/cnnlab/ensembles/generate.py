@@ -57,6 +57,10 @@ from cnnlab.config import (
     merge_trees,
     read_yaml,
 )
+from cnnlab.ensembles.combine import EnsembleError
+from cnnlab.ensembles.stacking import Stacker
+from cnnlab.evaluation.tta import make_view, preset_views
+from cnnlab.registry import SCHEDULES
 
 RULE_NAMES = ("mean", "weighted_acc", "weighted_nll", "plurality", "majority", "stacking")
 NEEDS_VAL = ("weighted_acc", "weighted_nll", "stacking")
@@ -244,8 +248,6 @@ def _snapshots(value: Any, where: str) -> tuple[int | None, bool]:
 
 
 def _check_snapshot_schedule(cfg: RunConfig, last: int, per_epoch: bool, where: str) -> None:
-    from cnnlab.registry import SCHEDULES
-
     if per_epoch:
         if last > cfg.train.epochs:
             raise _fail(
@@ -285,9 +287,6 @@ def _check_shared_data(members: list[MemberPlan]) -> None:
 
 
 def _combine_spec(tree: dict[str, Any]) -> CombineSpec:
-    from cnnlab.ensembles.combine import EnsembleError
-    from cnnlab.ensembles.stacking import Stacker
-
     _unknown(list(tree), ("rules", "stacking", "tta"), "combine")
     rules = tree.get("rules", ["mean"])
     if isinstance(rules, str):
@@ -305,9 +304,6 @@ def _combine_spec(tree: dict[str, Any]) -> CombineSpec:
 
 
 def _tta_views(value: Any) -> tuple[Any, ...] | None:
-    from cnnlab.ensembles.combine import EnsembleError
-    from cnnlab.evaluation.tta import make_view, preset_views
-
     if value is None or value is False:
         return None
     spec = {"views": "flip"} if value is True else value

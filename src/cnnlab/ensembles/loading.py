@@ -11,7 +11,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from cnnlab.data.bundle import build_data
+from cnnlab.data.loader import BatchLoader
 from cnnlab.engine.checkpoint import load_weights  # noqa: F401  (re-exported)
+from cnnlab.engine.runtime import resolve_runtime
 from cnnlab.trained.run import load
 
 
@@ -27,16 +30,12 @@ def eval_runtime(cfg: Any, model: nn.Module):
     cnn2 inference on an AVX2 CPU), leaving the caller's thread count alone."""
     from dataclasses import replace
 
-    from cnnlab.engine.runtime import resolve_runtime
-
     return resolve_runtime(replace(cfg.train, threads=None), model)
 
 
 def build_eval_data(cfg: Any, *, device: str | torch.device = "cpu", channels_last: bool = False):
     """The validation/test loaders of a run config (same rows, same order, as in training);
     ``channels_last`` batches for a model prepared in that memory format."""
-    from cnnlab.data.bundle import build_data
-
     return build_data(cfg.data, seed=cfg.seed, device=torch.device(device),
                       channels_last=channels_last)  # fmt: skip
 
@@ -44,8 +43,6 @@ def build_eval_data(cfg: Any, *, device: str | torch.device = "cpu", channels_la
 def plain_train_loader(data: Any, batch_size: int | None = None):
     """The training split without augmentation or shuffling (for extracting features), with
     the same normalisation and fitted preprocessing as the evaluation loaders."""
-    from cnnlab.data.loader import BatchLoader
-
     train, test = data.train, data.test
     return BatchLoader(
         train.images, train.labels, batch_size=batch_size or test.batch_size,

@@ -23,8 +23,11 @@ from typing import Any, TextIO
 import torch
 import yaml
 
+from cnnlab.config import dump_config
 from cnnlab.engine.checkpoint import atomic_write_text
+from cnnlab.engine.rundir import RunDir, RunDirError
 from cnnlab.ensembles.combine import EnsembleError, score
+from cnnlab.ensembles.ensemble_report import write_ensemble_results
 from cnnlab.ensembles.generate import EnsemblePlan, MemberPlan
 from cnnlab.ensembles.loading import (
     build_eval_data,
@@ -36,6 +39,8 @@ from cnnlab.ensembles.snapshots import SnapshotSaver, list_snapshots, load_snaps
 from cnnlab.ensembles.stacking import Stacker
 from cnnlab.ensembles.weights import fit_weights, member_accuracies, weights_from_accuracy
 from cnnlab.evaluation.tta import TTA, untaught_views
+from cnnlab.reports.environment import environment_info
+from cnnlab.training.spine import run_training
 
 Log = Callable[[str], None]
 
@@ -58,10 +63,6 @@ def member_dir(out: Path, member: MemberPlan) -> Path:
 def train_or_reuse(cfg, run_dir: Path, *, callbacks=(), log: Log = print,
                    stream: TextIO | None = None, prefix: str = "") -> dict[str, Any]:  # fmt: skip
     """Reuse a finished run with the same config, resume an interrupted one, else train."""
-    from cnnlab.config import dump_config
-    from cnnlab.engine.rundir import RunDir, RunDirError
-    from cnnlab.training.spine import run_training
-
     rd = RunDir(run_dir)
     resume = False
     if rd.file(RunDir.CONFIG).is_file():
@@ -80,8 +81,6 @@ def train_or_reuse(cfg, run_dir: Path, *, callbacks=(), log: Log = print,
 
 def train_members(plan: EnsemblePlan, out: Path, log: Log, stream) -> dict[str, dict[str, Any]]:
     """Train (or reuse) every member; its metrics by member name."""
-    from cnnlab.engine.rundir import RunDir
-
     done = {}
     for k, m in enumerate(plan.members, 1):
         prefix = f"[{k}/{len(plan.members)}] {m.name}: "
@@ -226,9 +225,6 @@ def combine_groups(plan: EnsemblePlan, units: list[Unit], targets, metrics) -> l
 def run_ensemble(plan: EnsemblePlan, out: str | Path, *, command: str = "", log: Log = print,
                  stream: TextIO | None = None) -> dict[str, Any]:  # fmt: skip
     """Generate and combine (see module docstring); writes ``results.{json,md}`` into ``out``."""
-    from cnnlab.ensembles.ensemble_report import write_ensemble_results
-    from cnnlab.reports.environment import environment_info
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     start, started = time.perf_counter(), time.strftime("%Y-%m-%dT%H:%M:%S")

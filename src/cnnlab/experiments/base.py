@@ -24,6 +24,7 @@ from cnnlab.experiments.verdict import (
     Part,
     Verdict,
     combine,
+    mean_std,
 )
 from cnnlab.registry import Registry
 
@@ -275,8 +276,6 @@ class Measured:
 
     def summary(self) -> dict[str, dict[str, dict[str, Any]]]:
         """{arm: {metric: {mean, std, values}}} for every numeric metric."""
-        from cnnlab.experiments.verdict import mean_std
-
         out: dict[str, dict[str, dict[str, Any]]] = {}
         for arm, rows in self.per_seed.items():
             keys = [k for k in rows[0] if k != "seed"]

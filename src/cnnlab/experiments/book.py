@@ -13,6 +13,7 @@ from typing import Any
 
 from cnnlab.engine.checkpoint import atomic_write_text
 from cnnlab.experiments import verdict as verdict_rules
+from cnnlab.experiments.base import ordered
 from cnnlab.experiments.claims_page import fmt, fmt_settings, result_body, summary_rows
 from cnnlab.experiments.execute import find_results
 from cnnlab.reports.html_page import esc, page, section, slug, table, toc
@@ -91,8 +92,6 @@ def md_result(r: dict[str, Any]) -> list[str]:
 
 def not_run(results: list[dict[str, Any]]) -> list[str]:
     """Registered experiments with no result in the book (so a partial book says so)."""
-    from cnnlab.experiments.base import ordered
-
     done = {r["name"] for r in results}
     return [e.name for e in ordered() if e.name not in done]
 

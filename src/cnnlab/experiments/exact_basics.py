@@ -10,6 +10,8 @@ from torch import nn
 from cnnlab.experiments.base import Check, ExactExperiment, register
 from cnnlab.inspect import receptive_field_of, summary
 from cnnlab.models import create_model
+from cnnlab.models.resnet import BasicBlock, Bottleneck
+from cnnlab.models.squeezenet import Fire
 from cnnlab.nn import LocalResponseNorm, conv_out_size, linear_to_conv
 
 KERNEL = torch.tensor([[1.0, 0, 1], [0, 1, 0], [1, 0, 1]]).view(1, 1, 3, 3)
@@ -303,8 +305,6 @@ class IdentityShortcutFree(ExactExperiment):
     measurement = "Parameter counts with and without shortcuts; the block's output difference."
 
     def checks(self) -> list[Check]:
-        from cnnlab.models.resnet import BasicBlock
-
         res = BasicBlock(16, 16, 1, activation="relu", shortcut="A")
         plain = BasicBlock(16, 16, 1, activation="relu", shortcut=None)
         plain.load_state_dict(res.state_dict())
@@ -338,9 +338,6 @@ class BottleneckFireSavings(ExactExperiment):
     measurement = "Parameter and multiply-add ratios (plain / compact), which must exceed 1."
 
     def checks(self) -> list[Check]:
-        from cnnlab.models.resnet import BasicBlock, Bottleneck
-        from cnnlab.models.squeezenet import Fire
-
         bott = Bottleneck(256, 64, 1, activation="relu", shortcut="A")
         basic = BasicBlock(256, 256, 1, activation="relu", shortcut="A")
         fire = Fire(96, 16, 64, 64, activation="relu")

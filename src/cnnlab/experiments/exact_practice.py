@@ -9,7 +9,16 @@ import math
 import torch
 import torch.nn.functional as F
 
+from cnnlab.compression.binary_layers import xnor_alpha
+from cnnlab.compression.encoding import codebook_bits, decode_binary, encode_binary
+from cnnlab.compression.packing import bits_for, pack_bits
+from cnnlab.compression.quantization import kmeans_1d
+from cnnlab.engine.tasks import build_task
 from cnnlab.experiments.base import Check, ExactExperiment, register
+from cnnlab.losses import LOSSES, gaussian_label_distribution, tukey_biweight
+from cnnlab.losses.regression import TUKEY_C
+from cnnlab.models import create_model
+from cnnlab.nn import make_activation
 
 GEN_SEED = 0
 
@@ -34,10 +43,6 @@ class KmeansStorage(ExactExperiment):
     measurement = "Index bits / (32 n) against log2(k)/32; distinct values after k-means."
 
     def checks(self) -> list[Check]:
-        from cnnlab.compression.encoding import codebook_bits
-        from cnnlab.compression.packing import bits_for, pack_bits
-        from cnnlab.compression.quantization import kmeans_1d
-
         n = 10_000
         out = [
             Check(
@@ -72,8 +77,6 @@ class BinaryStorage(ExactExperiment):
     measurement = "Packed bytes / float32 bytes; the decoded weights equal sign(W)."
 
     def checks(self) -> list[Check]:
-        from cnnlab.compression.encoding import decode_binary, encode_binary
-
         w = torch.randn(64, 1000, generator=_gen())
         b = torch.where(w >= 0, 1.0, -1.0)
         tensors, meta = encode_binary("w", b)
@@ -98,8 +101,6 @@ class XnorScale(ExactExperiment):
     measurement = "Largest |alpha_closed - alpha_grid| (grid step 1e-4) and the objective gap."
 
     def checks(self) -> list[Check]:
-        from cnnlab.compression.binary_layers import xnor_alpha
-
         w = torch.randn(8, 3, 3, 3, generator=_gen(), dtype=torch.float64)
         b = torch.sign(w)
         closed = xnor_alpha(w).flatten()
@@ -155,8 +156,6 @@ class TanhSigmoidIdentity(ExactExperiment):
     measurement = "Largest |tanh(x) - (2 sigmoid(2x) - 1)| in float64."
 
     def checks(self) -> list[Check]:
-        from cnnlab.nn import make_activation
-
         x = torch.linspace(-10, 10, 2001, dtype=torch.float64)
         diff = make_activation("tanh")(x) - (2 * make_activation("sigmoid")(2 * x) - 1)
         return [Check("max |difference|", diff.abs().max().item(), 0.0, 1e-12)]
@@ -172,8 +171,6 @@ class ReluIsLeakyZero(ExactExperiment):
     measurement = "Outputs must be identical; with alpha = 0.01 they must differ for x < 0."
 
     def checks(self) -> list[Check]:
-        from cnnlab.nn import make_activation
-
         x = torch.randn(10_000, generator=_gen())
         relu, leaky0 = make_activation("relu"), make_activation("leaky_relu", negative_slope=0.0)
         leaky = make_activation("leaky_relu", negative_slope=0.01)
@@ -195,8 +192,6 @@ class RreluTestSlope(ExactExperiment):
     measurement = "Output / input for negative inputs against (l + u)/2; training slopes in [l, u]."
 
     def checks(self) -> list[Check]:
-        from cnnlab.nn import make_activation
-
         out = []
         x = -torch.rand(1000, generator=_gen(), dtype=torch.float64) - 0.1
         for lo, hi in ((1 / 8, 1 / 3), (0.1, 0.5)):
@@ -236,9 +231,6 @@ class LSoftmaxM1(ExactExperiment):
     measurement = "|L-Softmax(m = 1) - CE|, which must vanish; m = 2 must give a larger loss."
 
     def checks(self) -> list[Check]:
-        from cnnlab.engine.tasks import build_task
-        from cnnlab.models import create_model
-
         torch.manual_seed(GEN_SEED)
         model = create_model("softmax", num_classes=5, in_chans=1, input_size=6).double()
         x = torch.randn(16, 1, 6, 6, dtype=torch.float64)
@@ -268,8 +260,6 @@ class RampTruncatedHinge(ExactExperiment):
     measurement = "Ramp = hinge - max(0, s - z) at every point; the cap 1 - s; the default s."
 
     def checks(self) -> list[Check]:
-        from cnnlab.losses import LOSSES
-
         ramp = LOSSES.build("ramp", num_classes=3, form="book")
         hinge = LOSSES.build("multiclass_hinge", num_classes=3, form="book")
         zs = torch.linspace(-3, 3, 61, dtype=torch.float64)
@@ -298,9 +288,6 @@ class TukeyConstant(ExactExperiment):
     measurement = "Values beyond c against c^2/6, gradients there (zero), and the default c."
 
     def checks(self) -> list[Check]:
-        from cnnlab.losses import tukey_biweight
-        from cnnlab.losses.regression import TUKEY_C
-
         c = TUKEY_C
         r = torch.linspace(-20, 20, 4001, dtype=torch.float64, requires_grad=True)
         rho = tukey_biweight(r, c)
@@ -340,8 +327,6 @@ class KlEqualsSoftCe(ExactExperiment):
     measurement = "soft CE - KL against H(q_y) for every sample."
 
     def checks(self) -> list[Check]:
-        from cnnlab.losses import LOSSES, gaussian_label_distribution
-
         kl = LOSSES.build("kl_label_distribution", num_classes=8, sigma=1.0)
         h = torch.randn(6, 8, generator=_gen(), dtype=torch.float64)
         y = torch.arange(6)

@@ -11,7 +11,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cnnlab.config import ScheduleConfig
+from cnnlab.data.imbalance import cost_matrix_from_confusion, cost_matrix_from_counts
+from cnnlab.data.samplers import build_sampler
+from cnnlab.ensembles import ABSTAIN, majority, plurality
+from cnnlab.evaluation.metrics import balanced_accuracy, confusion_matrix
 from cnnlab.experiments.base import Check, ExactExperiment, register
+from cnnlab.nn.dropout import Dropout
+from cnnlab.optim.schedules import build_scheduler
+from cnnlab.registry import OPTIMIZERS
 
 
 def _gen(seed: int = 0) -> torch.Generator:
@@ -34,8 +42,6 @@ class DropoutSubnetworks(ExactExperiment):
     measurement = "Number of distinct sub-networks (enumerated and observed) against 9."
 
     def checks(self) -> list[Check]:
-        from cnnlab.nn.dropout import Dropout
-
         layer = [m for m in itertools.product((0, 1), repeat=3) if sum(m) == 2]
         enumerated = len(list(itertools.product(layer, layer)))
         torch.manual_seed(0)
@@ -66,8 +72,6 @@ class InvertedDropoutExpectation(ExactExperiment):
     measurement = "Monte-Carlo means against the eval outputs (tolerance 0.03, about 4 s.e.)."
 
     def checks(self) -> list[Check]:
-        from cnnlab.nn.dropout import Dropout
-
         torch.manual_seed(1)
         x = torch.linspace(1.0, 2.0, 10)
         drop = Dropout(0.5)
@@ -167,9 +171,6 @@ class AdamFirstStep(ExactExperiment):
     )
 
     def checks(self) -> list[Check]:
-        import cnnlab.optim.optimizers  # noqa: F401  (registers the optimisers)
-        from cnnlab.registry import OPTIMIZERS
-
         steps = []
         for g in (1e-6, 1.0, 1e6):
             w = nn.Parameter(torch.zeros(3, dtype=torch.float64))
@@ -196,8 +197,6 @@ class ImbalanceToy(ExactExperiment):
     measurement = "Accuracy and balanced accuracy on both sets."
 
     def checks(self) -> list[Check]:
-        from cnnlab.evaluation.metrics import balanced_accuracy, confusion_matrix
-
         def scores(pos: int, neg: int) -> tuple[float, float]:
             y = torch.tensor([1] * pos + [0] * neg)
             cm = confusion_matrix(torch.ones_like(y), y, 2)
@@ -224,8 +223,6 @@ class LabelShufflingCounts(ExactExperiment):
     measurement = "Entries per class per epoch (all n_max = 30); every sample drawn at least once."
 
     def checks(self) -> list[Check]:
-        from cnnlab.data.samplers import build_sampler
-
         labels = torch.cat([torch.full((n,), c) for c, n in enumerate((30, 7, 12, 3))])
         sampler = build_sampler("class_balanced", labels, seed=0)
         out = []
@@ -267,8 +264,6 @@ class CostMatrices(ExactExperiment):
     )
 
     def checks(self) -> list[Check]:
-        from cnnlab.data.imbalance import cost_matrix_from_confusion, cost_matrix_from_counts
-
         cm = [[4, 1, 3], [2, 3, 4], [3, 2, 21]]
         r125 = cost_matrix_from_confusion(cm, rate_decimals=0, rounding="nearest")
         raw = cost_matrix_from_confusion(cm, rate_decimals=0)
@@ -317,9 +312,6 @@ class CosineRestartValues(ExactExperiment):
     )
 
     def checks(self) -> list[Check]:
-        from cnnlab.config import ScheduleConfig
-        from cnnlab.optim.schedules import build_scheduler
-
         w = nn.Parameter(torch.zeros(1))
         opt = torch.optim.SGD([w], lr=0.1)
         sched = build_scheduler(
@@ -371,8 +363,6 @@ class VotingRules(ExactExperiment):
     measurement = "Answers for votes (A, B, C), (A, A, B), (A, B, B, A) against the rules."
 
     def checks(self) -> list[Check]:
-        from cnnlab.ensembles import ABSTAIN, majority, plurality
-
         def logp(votes: list[int]) -> torch.Tensor:
             p = torch.full((len(votes), 1, 3), 0.1)
             for i, v in enumerate(votes):
@@ -437,9 +427,6 @@ class GradientDescentMonotone(ExactExperiment):
     measurement = "Whether f(x_0) >= f(x_1) >= ... holds; the final f for both steps."
 
     def checks(self) -> list[Check]:
-        import cnnlab.optim.optimizers  # noqa: F401
-        from cnnlab.registry import OPTIMIZERS
-
         q = torch.tensor([1.0, 10.0], dtype=torch.float64)
 
         def run(gamma: float) -> list[float]:

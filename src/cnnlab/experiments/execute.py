@@ -17,8 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.engine.checkpoint import atomic_write_text
+from cnnlab.engine.distributed import threads_per_process
 from cnnlab.engine.rundir import clean_json
-from cnnlab.experiments.base import SCALES, Context, Experiment, Log, ordered
+from cnnlab.experiments.base import SCALES, Context, Experiment, Log, load_all, ordered, section_key
+from cnnlab.experiments.claims_page import write_page
+from cnnlab.registry import RegistryError
 from cnnlab.reports.environment import environment_info, environment_line
 
 SCHEMA = "cnnlab-experiment/1"
@@ -33,9 +36,6 @@ class ExperimentError(ValueError):
 
 def select(names: Sequence[str]) -> list[Experiment]:
     """Experiments for the names given (``all``, ``exact`` and ``trend`` select groups)."""
-    from cnnlab.experiments.base import load_all
-    from cnnlab.registry import RegistryError
-
     if not names:
         raise ExperimentError("name at least one experiment (or all, exact, trend)")
     reg = load_all()
@@ -126,7 +126,6 @@ def run_experiment(
     }
     result = clean_json(json.loads(json.dumps(result, default=str)))
     atomic_write_text(result_path, json.dumps(result, indent=2) + "\n")
-    from cnnlab.experiments.claims_page import write_page
 
     write_page(result, ctx.out_dir / PAGE)
     log(f"{exp.name}: {result['verdict']} ({result['wall_seconds']:.1f} s) - {result['reason']}")
@@ -169,8 +168,6 @@ def _run_parallel(names: list[str], opts: dict[str, Any], jobs: int, log: Log) -
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
-    from cnnlab.engine.distributed import threads_per_process
-
     with ProcessPoolExecutor(
         jobs,
         mp_context=mp.get_context("spawn"),
@@ -191,8 +188,6 @@ def _init_worker(threads: int) -> None:
 def _worker(name: str, opts: dict[str, Any]) -> dict[str, Any]:
     import sys
 
-    from cnnlab.experiments.base import load_all
-
     def log(msg: str) -> None:
         print(f"[{name}] {msg}", file=sys.stderr, flush=True)
 
@@ -201,8 +196,6 @@ def _worker(name: str, opts: dict[str, Any]) -> dict[str, Any]:
 
 def find_results(root: str | Path) -> list[dict[str, Any]]:
     """Every result.json under ``root`` (recursively), in handbook order."""
-    from cnnlab.experiments.base import section_key
-
     root = Path(root)
     if not root.is_dir():
         raise ExperimentError(f"{root}: not a directory")

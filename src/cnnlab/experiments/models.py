@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from cnnlab.models.base import ImageClassifier
+from cnnlab.nn import make_activation
 
 DOWNSAMPLING = ("max", "stride")
 
@@ -64,8 +65,6 @@ class DownsampleNet(ImageClassifier):
 
 def mlp(hidden: int | None, activation: str = "tanh") -> nn.Module:
     """2 -> 2 logits: a linear model (``hidden=None``) or one hidden layer of ``hidden`` units."""
-    from cnnlab.nn import make_activation
-
     if hidden is None:
         return nn.Linear(2, 2)
     return nn.Sequential(nn.Linear(2, hidden), make_activation(activation), nn.Linear(hidden, 2))

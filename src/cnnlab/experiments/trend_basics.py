@@ -22,6 +22,7 @@ from cnnlab.experiments.training import (
     train,
 )
 from cnnlab.experiments.verdict import Part, compare, non_inferior, threshold
+from cnnlab.registry import OPTIMIZERS
 from cnnlab.training.assemble import seed_everything
 
 ACC = {"test_acc": Metric("test accuracy")}
@@ -52,9 +53,6 @@ class XorNeedsHiddenLayer(TrendExperiment):
     }
 
     def trial(self, ctx: Context, arm: str, seed: int) -> dict[str, Any]:
-        import cnnlab.optim.optimizers  # noqa: F401  (registers the optimisers)
-        from cnnlab.registry import OPTIMIZERS
-
         gen = torch.Generator().manual_seed(seed)
 
         def points(n: int) -> tuple[torch.Tensor, torch.Tensor]:

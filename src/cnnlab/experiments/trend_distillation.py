@@ -6,6 +6,7 @@ from __future__ import annotations
 import statistics
 from typing import Any, ClassVar
 
+from cnnlab.compression import DistillationTask
 from cnnlab.experiments.base import Context, Metric, TrendExperiment, register
 from cnnlab.experiments.common import tree
 from cnnlab.experiments.training import train
@@ -59,8 +60,6 @@ class DistillationTemperature(TrendExperiment):
         return ["teacher", "scratch", *(f"T{t}" for t in ctx.settings["temperatures"])]
 
     def run_seed(self, ctx: Context, seed: int) -> dict[str, dict[str, Any]]:
-        from cnnlab.compression import DistillationTask
-
         epochs = ctx.settings.get("teacher_epochs", ctx.settings["epochs"])
         teacher = base_trial(ctx, seed, "teacher", width=0.25, epochs=epochs)
         out = {"teacher": {"test_acc": teacher.last.get("test_acc")}}

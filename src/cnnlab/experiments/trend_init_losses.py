@@ -21,6 +21,9 @@ from cnnlab.experiments.common import (
 )
 from cnnlab.experiments.training import eval_loader, probed, train
 from cnnlab.experiments.verdict import Part, compare, threshold
+from cnnlab.losses import tukey_biweight
+from cnnlab.losses.regression import mad_scale
+from cnnlab.registry import OPTIMIZERS
 
 ACC = {"test_acc": Metric("test accuracy")}
 
@@ -433,11 +436,6 @@ class TukeyOutliers(TrendExperiment):
     }
 
     def trial(self, ctx: Context, arm: str, seed: int) -> dict[str, Any]:
-        import cnnlab.optim.optimizers  # noqa: F401  (registers the optimisers)
-        from cnnlab.losses import tukey_biweight
-        from cnnlab.losses.regression import mad_scale
-        from cnnlab.registry import OPTIMIZERS
-
         gen = torch.Generator().manual_seed(seed)
         n = ctx.settings["n"]
         w_true, b_true = torch.randn(5, generator=gen), 0.5

@@ -29,6 +29,15 @@ from cnnlab.inspect.features import (
 )
 from cnnlab.inspect.layers import default_map_layer, first_conv_layer, get_layer, list_layers
 from cnnlab.trained.run import load
+from cnnlab.viz.feature_plots import (
+    filters_png,
+    plot_distributed,
+    plot_feature_maps,
+    plot_fires_matrix,
+    plot_overlays,
+    plot_sparsity,
+)
+from cnnlab.viz.png import figure_to_png
 
 #: What each image of ``inside_figures`` shows (for captions in reports).
 CAPTIONS = {
@@ -88,15 +97,11 @@ def load_run(path: str | Path, *, data_dir: str | Path | None = None) -> InsideR
 
 
 def _png(fig: Any) -> bytes:
-    from cnnlab.viz.png import figure_to_png
-
     return figure_to_png(fig, dpi=110)
 
 
 def filters_figure(run: InsideRun) -> bytes:
     """Tiles of the first conv layer's kernels."""
-    from cnnlab.viz.feature_plots import filters_png
-
     name = first_conv_layer(run.model)
     if name is None:
         raise ValueError(f"{run.meta['model']['name']} has no convolution layer")
@@ -105,8 +110,6 @@ def filters_figure(run: InsideRun) -> bytes:
 
 def features_figure(run: InsideRun, layer: str, index: int = 0, split: str = "test") -> bytes:
     """Grid of ``layer``'s channels for one image."""
-    from cnnlab.viz.feature_plots import plot_feature_maps
-
     maps = feature_maps(run.model, layer, run.pick([index], split), transform=run.normalizer)
     title = f"{layer}: {maps.shape[1]} channels, {split} image {index}"
     return _png(plot_feature_maps(maps[0], title=title))
@@ -122,8 +125,6 @@ def top_k_figure(
     max_images: int | None = None,
 ) -> tuple[bytes, TopK]:
     """The ``k`` images of ``split`` that activate ``channel`` of ``layer`` most, with maps."""
-    from cnnlab.viz.feature_plots import plot_overlays
-
     images = run.images(split)[:max_images]
     top = top_k_activations(run.model, layer, channel, images, k=k, transform=run.normalizer)
     picked = images[top.indices]
@@ -141,8 +142,6 @@ def sparsity_figure(
     run: InsideRun, *, split: str = "test", max_images: int = 256, eps: float = 0.0
 ) -> tuple[bytes, list[SparsityRow]]:
     """Share of zero activations per activation layer over the first ``max_images`` images."""
-    from cnnlab.viz.feature_plots import plot_sparsity
-
     images = run.images(split)[:max_images]
     rows = activation_sparsity(run.model, images, eps=eps, transform=run.normalizer)
     what = "zero" if eps == 0 else f"|a| <= {eps:g}"
@@ -159,8 +158,6 @@ def cam_figure(
     split: str = "test",
 ) -> tuple[bytes, CamResult]:
     """CAM or Grad-CAM overlays for the images at ``indices`` (explaining the prediction)."""
-    from cnnlab.viz.feature_plots import plot_overlays
-
     if method not in ("cam", "gradcam"):
         raise ValueError(f"method must be 'cam' or 'gradcam', got {method!r}")
     images = run.pick(indices, split)
@@ -188,8 +185,6 @@ def distributed_figures(
     split: str = "test",
 ) -> tuple[bytes, bytes, DistributedView]:
     """Overlays of a seeded random channel set on a few images, and the image x channel matrix."""
-    from cnnlab.viz.feature_plots import plot_distributed, plot_fires_matrix
-
     images = run.images(split)[:n_images]
     view = distributed_view(
         run.model, layer, images, n_channels=n_channels, seed=seed, transform=run.normalizer

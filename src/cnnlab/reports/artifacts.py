@@ -20,6 +20,7 @@ import torch
 from cnnlab.engine.checkpoint import FORMAT
 from cnnlab.engine.rundir import RunDir, RunDirError
 from cnnlab.models.spec import build_model
+from cnnlab.viz.weights import first_conv, pixel_classifier
 
 EXAMPLE_KEYS = ("images", "targets", "preds", "confidence", "correct")
 
@@ -232,8 +233,6 @@ def _locate_by_shape(
 
 def _locate_in_model(spec: dict[str, Any], image: tuple[int, int, int]) -> tuple[str, str] | None:
     """Rebuild the model (on the CPU) and take its first conv, or its pixel classifier."""
-    from cnnlab.viz.weights import first_conv, pixel_classifier
-
     model = build_model(spec)
     conv = first_conv(model)
     if conv is not None:

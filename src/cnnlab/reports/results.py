@@ -10,6 +10,7 @@ from typing import Any
 
 from cnnlab.engine.checkpoint import atomic_write_text
 from cnnlab.engine.rundir import clean_json
+from cnnlab.reports.environment import environment_line
 from cnnlab.reports.fmt import fmt_seconds
 
 COLUMNS = [
@@ -83,8 +84,6 @@ def results_markdown(results: dict[str, Any]) -> str:
         lines += ["", f"Command: `{results['command']}`"]
     env = results.get("env") or {}
     if env:
-        from cnnlab.reports.environment import environment_line
-
         lines += [
             "",
             f"Hardware/software: {environment_line(env)} (the process that ran this command; "

@@ -8,6 +8,7 @@ from typing import Any
 
 from cnnlab.engine.checkpoint import atomic_write_text
 from cnnlab.reports.artifacts import RunData, load_run
+from cnnlab.reports.environment import environment_line
 from cnnlab.reports.fmt import fmt_float, fmt_int, fmt_pct, fmt_seconds, fmt_si, fmt_value
 from cnnlab.reports.html_page import esc, note, page, section, table, toc
 from cnnlab.reports.sections import (
@@ -42,8 +43,6 @@ def build_run_report(
 
 def env_line(env: dict[str, Any] | None) -> str:
     """The one-line hardware/software summary, tolerant of older or partial env.json files."""
-    from cnnlab.reports.environment import environment_line
-
     if not env:
         return "hardware and software not recorded"
     try:

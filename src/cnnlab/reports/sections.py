@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from cnnlab.inspect.run_figures import CAPTIONS, inside_figures
 from cnnlab.reports.artifacts import Note, RunData
 from cnnlab.reports.fmt import fmt_float, fmt_int, fmt_pct, fmt_seconds, fmt_si, number
 from cnnlab.reports.html_page import Cell, esc, figure, img_array, img_png, note, num, table
@@ -225,8 +226,6 @@ def headline_rows(run: RunData) -> list[list[Cell | str]]:
 def inside_part(run: RunData) -> str | None:
     """The "inside the network" figures of a CNN (filters, feature maps, Grad-CAM, sparsity;
     handbook §3.1), or None for a model without convolutions. Needs the run's data set."""
-    from cnnlab.inspect.run_figures import CAPTIONS, inside_figures
-
     try:
         figs = inside_figures(run.path)
     except Exception as err:  # data set moved, checkpoint unreadable: say so, keep the page

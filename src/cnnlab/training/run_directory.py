@@ -28,6 +28,7 @@ from cnnlab.engine.distributed import (
 from cnnlab.engine.rundir import RunDir
 from cnnlab.engine.state import TrainState
 from cnnlab.evaluation.evaluate import EvalResult, evaluate
+from cnnlab.inspect.summary import summary
 from cnnlab.reports.environment import environment_info
 from cnnlab.reports.predictions import save_examples, save_predictions
 from cnnlab.training.assemble import PracticeCallbacks, TrainingSetup, config_callbacks
@@ -212,8 +213,6 @@ def _check_finite_params(model: nn.Module, state: TrainState) -> None:
 
 def final_metrics(setup: TrainingSetup, state: TrainState, test: EvalResult) -> dict[str, Any]:
     """The run's headline numbers (``metrics.json``; ``--json`` prints them)."""
-    from cnnlab.inspect.summary import summary
-
     cfg, data, runtime = setup.cfg, setup.data, setup.runtime
     info = summary(setup.model, (data.in_chans, data.image_size, data.image_size))
     epochs = max(len(state.history), 1)
