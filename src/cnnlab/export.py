@@ -74,10 +74,10 @@ def with_preprocessing(model: torch.nn.Module, transform: Any) -> torch.nn.Modul
 def onnx_metadata(trained: Any) -> dict[str, str]:
     """The ``cnnlab.*`` metadata of the module docstring, as ONNX string properties."""
     from cnnlab import __version__
-    from cnnlab.data.images import DEFAULT_BACKGROUND, background_level
+    from cnnlab.data.images import background_level
 
     data = trained.data
-    background = background_level(data.params.get("background", DEFAULT_BACKGROUND))
+    background = background_level(data.background)
     values = {
         "classes": list(data.classes), "input_size": data.input_size, "in_chans": data.in_chans,
         "mode": data.mode, "fit": data.fit, "background": background, "mean": list(data.mean),

@@ -110,7 +110,37 @@ def test_the_readme_shows_the_onnx_recipe_from_the_example_file():
     section = readme.split("## Use a trained model", 1)[1].split("\n## ", 1)[0]
     block = section.split("```python\n# examples/onnx_predict.py", 1)[1].split("```", 1)[0]
     source = EXAMPLE.read_text(encoding="utf-8")
-    excerpt = [line for line in block.splitlines() if line.strip() and line.strip() != "..."]
+    excerpt = [line for line in block.splitlines()[1:] if line.strip()]  # after the title
     assert len(excerpt) >= 8
     for line in excerpt:
         assert line in source, f"README line not in {EXAMPLE.name}: {line!r}"
+
+
+def test_fitted_preprocessing_travels_inside_the_onnx_graph(tmp_path, capsys):
+    """A run with ZCA whitening after normalisation: the ONNX recipe still needs only the
+    metadata's mean and std, because the whitening is part of the exported graph."""
+    pytest.importorskip("onnxruntime", reason="the ONNX check needs onnxruntime")
+    onnx = pytest.importorskip("onnx", reason="ONNX export needs pip install 'cnnlab[export]'")
+    from cnnlab.config import build_config
+    from cnnlab.training.spine import run_training
+
+    params = {"train_size": 256, "test_size": 32, "image_size": 12, "num_classes": 4}
+    cfg = build_config({
+        "data": {"dataset": "synthetic", "batch_size": 32, "preprocess": ["zca_whitening"],
+                 "params": params},
+        "model": {"name": "cnn1"}, "train": {"epochs": 1, "progress": False, "precision": "fp32"},
+    })  # fmt: skip
+    run_training(cfg, tmp_path / "zca", log=lambda m: None)
+    run = load(tmp_path / "zca")
+    assert len(run.transform) == 1
+    paths = []
+    for i, img in enumerate(run.dataset().test_images[:, 0].numpy()):
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(img).save(paths[-1])
+    model = tmp_path / "zca.onnx"
+    assert main(["export", str(tmp_path / "zca"), "--out", str(model)]) == 0
+    capsys.readouterr()
+    meta = {p.key: p.value for p in onnx.load(str(model)).metadata_props}
+    assert json.loads(meta["cnnlab.preprocess_in_graph"]) == ["ZCAWhitening"]
+    onnx_top1 = [top[0][0] for _, top in onnx_example().classify(str(model), paths)]
+    assert onnx_top1 == run.predict(paths).labels

@@ -41,6 +41,14 @@ def run_guarded(fn: Callable[[], int | None]) -> int:
     or 1 (the run failed); anything else is a bug and keeps its traceback."""
     try:
         return fn() or 0
+    except BrokenPipeError:
+        # `cnnlab list | head`: the reader left; stop quietly, and keep Python's own flush at
+        # exit from raising again on the closed pipe.
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("cnnlab: interrupted", file=sys.stderr)
         return 130

@@ -138,14 +138,27 @@ def predict_rows(run: Any, units: list[Any], args) -> list[dict[str, Any]]:
     return rows
 
 
-def _summary(rows: list[dict[str, Any]], seconds: float, load_s: float, run: Any) -> str:
+def _cpu_seconds() -> float:
+    """User + system CPU of this process and its finished children (the decoding workers)."""
+    try:
+        import resource
+    except ImportError:  # not on a Unix: the summary leaves the figure out
+        return float("nan")
+    own, kids = (resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _summary(
+    rows: list[dict[str, Any]], seconds: float, cpu_s: float, load_s: float, run: Any
+) -> str:
     failed = [r for r in rows if r["error"]]
     read = len(rows) - len(failed)
     rate = f"{read / seconds:,.0f} images/s" if seconds > 0 and read else "-"
+    busy = f", {cpu_s / seconds:.2f} cores busy" if seconds > 0 and cpu_s == cpu_s else ""
     counts = Counter(r["top_k"][0]["label"] for r in rows if not r["error"])
     lines = [
         f"cnnlab predict: {read:,} image(s) read, {len(failed):,} failed, in {seconds:.2f} s "
-        f"({rate}; loading the run {load_s:.2f} s) with {run.spec['name']} ({run.path}), "
+        f"({rate}{busy}; loading the run {load_s:.2f} s) with {run.spec['name']} ({run.path}), "
         f"{run.runtime.device} {run.runtime.precision}",
     ]
     if counts:
@@ -170,7 +183,7 @@ def cmd_predict(args) -> int:
     if ignored:
         log(f"note: ignored {len(ignored):,} file(s) in the folders that are not images, IDX or "
             f".npy (e.g. {ignored[0]})")  # fmt: skip
-    begin = time.perf_counter()
+    begin, cpu_begin = time.perf_counter(), _cpu_seconds()
     rows = predict_rows(run, units, args)
     fmt = format_for(args.out, args.format)
     header = {"run": str(run.path), "model": run.spec["name"], "classes": list(run.classes),
@@ -187,7 +200,8 @@ def cmd_predict(args) -> int:
             sys.stdout.flush()
         except BrokenPipeError:  # `cnnlab predict ... | head`: the reader left, not an error
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    log(_summary(rows, time.perf_counter() - begin, begin - start, run))
+    seconds, cpu_s = time.perf_counter() - begin, _cpu_seconds() - cpu_begin
+    log(_summary(rows, seconds, cpu_s, begin - start, run))
     if args.out:
         log(f"wrote {args.out} ({fmt}, {len(rows):,} rows)")
     return 1 if any(r["error"] for r in rows) else 0

@@ -8,15 +8,16 @@ files), a glob pattern (``"shots/**/*.jpg"``), an IDX file (``*-ubyte``, ``*-uby
 with its error instead, in its place, so nothing is dropped silently.
 
 Image files are decoded in chunks by a pool of worker *processes* (one per core): Pillow holds
-the GIL for much of a small file's decoding, and two threads decoded 10,000 28x28 PNGs no faster
-than one (benchmarks/predict/), while two processes nearly doubled the rate.
+the GIL for much of a small file's decoding, and two threads decoded 10,000 28x28 PNGs at half
+the rate of one (benchmarks/predict/), while two processes kept both cores busy and decoded 1.6x
+as fast. Decoding and inference take turns (phases) rather than overlapping: on 2 cores, two
+decoders beside torch's two inference threads made the whole run slower than the two in turn.
 """
 
 from __future__ import annotations
 
 import glob
 import os
-from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ __all__ = ["ArrayFile", "Chunk", "Decoding", "Failure", "chunks", "expand_inputs
 
 _GLOB_CHARS = set("*?[")
 _MIN_FILES_FOR_POOL = 512  # below this, starting worker processes costs more than it saves
+_PHASE_BYTES = 256 * 2**20  # decoded pixels held at once while the pool works ahead
 
 
 @dataclass(frozen=True)
@@ -218,15 +220,16 @@ def chunks(
     units: list[Unit], how: Decoding, *, batch_size: int, workers: int | None = None
 ) -> Iterator[Chunk]:
     """The rows of ``units`` in order, in chunks of at most ``batch_size``; image files are
-    decoded by ``workers`` processes (default: one per core; 0 or 1: in this process) while
-    the caller uses the chunks before them."""
+    decoded by ``workers`` processes (default: one per core; 0 or 1: in this process)."""
     plan = _plan(units, batch_size)
     n_files = sum(len(p) for p in plan if isinstance(p, list))
     workers = default_workers() if workers is None else workers
     use_pool = workers > 1 and n_files >= _MIN_FILES_FOR_POOL
     pool = ProcessPoolExecutor(workers) if use_pool else None
+    chunk_bytes = batch_size * how.chans * how.size * how.size
+    phase = max(workers, min(64, _PHASE_BYTES // chunk_bytes)) if use_pool else 1
     try:
-        yield from _ordered(plan, how, batch_size, pool, max(2, 2 * workers))
+        yield from _ordered(plan, how, batch_size, pool, phase)
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -234,29 +237,22 @@ def chunks(
 
 def _ordered(
     plan: list[Unit | list[Path]], how: Decoding, batch_size: int, pool: Executor | None,
-    window: int,
+    phase: int,
 ) -> Iterator[Chunk]:  # fmt: skip
-    """Run ahead by up to ``window`` decoding jobs, hand the chunks back in input order."""
-    todo = iter(plan)
-    pending: deque[Any] = deque()
-
-    def fill() -> None:
-        while len(pending) < window:
-            item = next(todo, None)
-            if item is None:
-                return
-            is_job = isinstance(item, list) and pool is not None
-            pending.append(pool.submit(decode_chunk, item, how) if is_job else item)
-
-    fill()
-    while pending:
-        head = pending.popleft()
-        fill()
-        if isinstance(head, Future):
-            yield head.result()
-        elif isinstance(head, list):
-            yield decode_chunk(head, how)
-        elif isinstance(head, ArrayFile):
-            yield from _array_chunks(head, how, batch_size)
-        else:
-            yield Chunk([head.name], [head.error], _none(how))
+    """The chunks in input order. With a pool, in phases of ``phase`` jobs: every worker
+    decodes, and the whole phase is done before the caller gets its first chunk, so the
+    caller's inference (torch's threads) never competes with decoding for the cores."""
+    for start in range(0, len(plan), phase):
+        part = plan[start : start + phase]
+        jobs = [pool.submit(decode_chunk, item, how) if pool is not None and isinstance(item, list)
+                else item for item in part]  # fmt: skip
+        done = [job.result() if isinstance(job, Future) else job for job in jobs]
+        for item in done:
+            if isinstance(item, Chunk):
+                yield item
+            elif isinstance(item, list):
+                yield decode_chunk(item, how)
+            elif isinstance(item, ArrayFile):
+                yield from _array_chunks(item, how, batch_size)
+            else:
+                yield Chunk([item.name], [item.error], _none(how))

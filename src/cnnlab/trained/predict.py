@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cnnlab.data.images import DEFAULT_BACKGROUND, ImageInputError, array_to_batch, to_pixels
+from cnnlab.data.images import ImageInputError, array_to_batch, to_pixels
 from cnnlab.trained.inputs import Decoding, chunks, expand_inputs
 
 __all__ = ["ImagePrediction", "Prediction", "decoding", "infer", "pixels", "predict", "preprocess"]
@@ -114,7 +114,7 @@ class Prediction:
 def decoding(run: Any) -> Decoding:
     """The run's rules for turning a file into pixels (size, mode, fit, background)."""
     data = run.data
-    background = data.params.get("background", DEFAULT_BACKGROUND)
+    background = data.background
     return Decoding(size=data.input_size, mode=data.mode, fit=data.fit, background=background)
 
 

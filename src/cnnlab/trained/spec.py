@@ -37,6 +37,11 @@ class DataSpec:
         """How an image of another size is brought to ``input_size`` (image-folder rule)."""
         return str(self.params.get("fit", "stretch"))
 
+    @property
+    def background(self) -> str | int:
+        """What transparent pixels are composited on (image-folder rule; ``black`` default)."""
+        return self.params.get("background", "black")
+
     @classmethod
     def from_meta(cls, data: Mapping[str, Any], model: Mapping[str, Any]) -> DataSpec:
         """From a checkpoint's ``data`` and ``model`` metadata (the keys named in errors)."""
@@ -68,4 +73,5 @@ class DataSpec:
             "source": self.source,
             "mode": self.mode,
             "fit": self.fit,
+            "background": self.background,
         }
