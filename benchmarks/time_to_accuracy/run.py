@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,7 +35,14 @@ ROOT = HERE.parents[1]
 PLAIN = ROOT / "benchmarks" / "trainer" / "plain_loop.py"
 sys.path.insert(0, str(HERE))
 
-from report import write_reports  # noqa: E402  (this directory's table writer)
+from tta_report import write_reports  # noqa: E402  (the tables, next to this file)
+
+
+def sample_dir() -> str:
+    """The directory holding the embedded 6,000/1,000-image sample (``fashion-mnist/``)."""
+    import cnnlab.data
+
+    return str(Path(cnnlab.data.__file__).parent / "embedded")
 
 
 def load_plan() -> dict[str, Any]:
@@ -49,10 +55,8 @@ def load_plan() -> dict[str, Any]:
             "ablation_base": meta.get("ablation_base")}  # fmt: skip
 
 
-def run_plain(data_dir: str, quick: bool) -> dict[str, Any]:
+def run_plain(data_dir: str) -> dict[str, Any]:
     cmd = [sys.executable, str(PLAIN), "--model", "cnn2", "--epochs", "1", "--data-dir", data_dir]
-    if quick:
-        cmd.append("--allow-sample")
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     epoch = json.loads(out.strip().splitlines()[-1])["epochs"][0]
     return {"seconds": epoch["seconds"], "test_acc": epoch["test_acc"]}
@@ -68,8 +72,9 @@ def cnnlab(*args: str) -> dict[str, Any]:
 
 
 def run_recipe(recipe: Path, seed: int, sets: list[str], tta: str | None, data_dir: str,
-               quick: bool) -> dict[str, Any]:  # fmt: skip
-    """Train one recipe for one seed in a fresh process; single-view and TTA accuracy."""
+               quick: bool, n_train: int) -> dict[str, Any]:  # fmt: skip
+    """Train one recipe for one seed in a fresh process, then evaluate its saved model
+    (with ``--tta`` where the target uses it); accuracies, seconds, images, FLOPs."""
     extra = ["--set", "train.epochs=1"] if quick else []
     for item in sets:
         extra += ["--set", item]
@@ -77,28 +82,28 @@ def run_recipe(recipe: Path, seed: int, sets: list[str], tta: str | None, data_d
         run = f"{tmp}/run"
         m = cnnlab("train", "--config", str(recipe), "--data-dir", data_dir, "--seed", str(seed),
                    "--no-progress", "--out", run, *extra)  # fmt: skip
-        views = cnnlab("eval", run, "--tta", tta) if tta else None
-    n_train = round(m["train_images_per_s"] * m["seconds_per_epoch"])  # images per epoch
-    out = {
+        views = cnnlab("eval", run, *(["--tta", tta] if tta else []))
+    images = n_train * m["epochs"]
+    return {
         "seed": seed,
         "test_acc": m["test_acc"],
-        "tta_acc": views["test_acc"] if views else None,
+        "tta_acc": views["test_acc"] if tta else None,
         "train_seconds": m["train_seconds"],
         "epochs": m["epochs"],
-        "images_seen": n_train * m["epochs"],
+        "images_seen": images,
         "macs_per_image": m["macs"],
+        "train_flops": 3 * m["macs"] * images,
         "params": m["params"],
         "precision": m["precision"],
-        "eval_seconds": _eval_seconds(m, views),
+        "eval_seconds": views["num_images"] / views["infer_images_per_s"],
     }
-    out["train_flops"] = 3 * out["macs_per_image"] * out["images_seen"]
-    return out
 
 
-def _eval_seconds(metrics: dict[str, Any], views: dict[str, Any] | None) -> float:
-    """Seconds the final test-set evaluation took (TTA's when used), from the images/s."""
-    src = views or metrics
-    return 10_000 / src["infer_images_per_s"] if src.get("infer_images_per_s") else float("nan")
+def train_set_size(data_dir: str) -> int:
+    """Images per epoch of the fast recipes (the whole training split: no validation split)."""
+    from cnnlab.data.datasets import load_dataset
+
+    return int(load_dataset("fashion-mnist", data_dir).train_labels.numel())
 
 
 def schedule(plan: dict[str, Any], targets: list[str], ablations: list[str],
@@ -118,7 +123,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", default=None, help="directory with the Fashion-MNIST files")
     ap.add_argument("--quick", action="store_true",
-                    help="smoke test: embedded sample, 1 epoch per recipe, 1 seed")  # fmt: skip
+                    help="smoke test: the embedded sample, 1 epoch per recipe, 1 seed")  # fmt: skip
     ap.add_argument("--targets", default=None, help="comma list (default: all in preset.yaml)")
     ap.add_argument("--ablations", default=None, help="comma list, or 'none'")
     ap.add_argument("--ablation-seeds", type=int, default=1)
@@ -126,7 +131,7 @@ def main() -> None:
     args = ap.parse_args()
     if not args.quick and args.data_dir is None:
         ap.error("--data-dir is required (or --quick for the embedded sample)")
-    data_dir = args.data_dir or tempfile.mkdtemp()  # empty: the sample is used
+    data_dir = args.data_dir or sample_dir()
     plan = load_plan()
     targets = args.targets.split(",") if args.targets else list(plan["targets"])
     ablations = list(plan["ablations"]) if args.ablations is None else (
@@ -139,12 +144,13 @@ def main() -> None:
     results: dict[str, Any] = {"plain": [], "targets": {t: [] for t in targets},
                                "ablations": {a: [] for a in ablations}}  # fmt: skip
     directory = plan["preset"].directory
+    n_train = train_set_size(data_dir)
     started = time.strftime("%Y-%m-%d %H:%M")
     for r, jobs in enumerate(schedule(plan, targets, ablations, args.ablation_seeds)):
         for job in jobs:
             print(f"round {r + 1}: {' '.join(map(str, job))}", file=sys.stderr, flush=True)
             if job[0] == "plain":
-                results["plain"].append(run_plain(data_dir, args.quick))
+                results["plain"].append(run_plain(data_dir))
                 continue
             kind, name, seed = job
             recipe, spec, sets = name, plan["targets"].get(name, {}), []
@@ -153,8 +159,15 @@ def main() -> None:
                 spec = {**plan["targets"][recipe], **plan["ablations"][name]}
                 sets = list(spec.get("set", []))
             tta = spec.get("tta", "none")
-            row = run_recipe(directory / f"{recipe}.yaml", int(seed), sets,
-                             None if tta == "none" else tta, data_dir, args.quick)  # fmt: skip
+            row = run_recipe(
+                directory / f"{recipe}.yaml",
+                int(seed),
+                sets,
+                None if tta == "none" else tta,
+                data_dir,
+                args.quick,
+                n_train,
+            )
             results["targets" if kind == "target" else "ablations"][name].append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
     write_reports(Path(args.out), plan, results, command=" ".join(["python", *sys.argv]),

@@ -73,8 +73,11 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--data-dir", required=True)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--allow-sample", action="store_true",
-                    help="use the embedded 6,000-image sample if --data-dir has no data (smoke tests)")  # fmt: skip
+    ap.add_argument(
+        "--allow-sample",
+        action="store_true",
+        help="use the embedded 6,000-image sample if --data-dir has no data (smoke tests)",
+    )
     args = ap.parse_args()
 
     from cnnlab.data.datasets import load_dataset

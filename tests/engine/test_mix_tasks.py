@@ -129,3 +129,21 @@ def test_a_few_steps_of_training_reduce_the_mixed_loss():
         opt.step()
         losses.append(float(loss.detach()))
     assert np.mean(losses[-5:]) < np.mean(losses[:5])
+
+
+def test_host_counters_follow_a_loaded_state_dict():
+    # MixTask keeps (seed, step) on the host so a GPU run never reads its buffers per step;
+    # after load_state_dict (a resume) it must draw what the saved task would draw next.
+    a = MixupTask(torch.nn.CrossEntropyLoss(), seed=5)
+    for _ in range(3):
+        a.draws(8)
+    b = MixupTask(torch.nn.CrossEntropyLoss(), seed=1)
+    b.draws(8)  # b's host copy now holds its own counters
+    b.load_state_dict(a.state_dict())
+    lam_a, perm_a, _ = a.draws(8)
+    lam_b, perm_b, _ = b.draws(8)
+    assert lam_a == lam_b and torch.equal(perm_a, perm_b) and int(b.step) == 4
+    b.set_step(1)
+    c = MixupTask(torch.nn.CrossEntropyLoss(), seed=5)
+    c.draws(8)
+    assert b.draws(8)[0] == c.draws(8)[0]

@@ -51,7 +51,7 @@ def test_zca_filters_are_symmetric_and_pca_rows_are_ordered_by_variance() -> Non
     torch.testing.assert_close(w, w.T)  # U diag U^T
     # PCA's first filter, unscaled, is the direction of largest variance of the patches.
     cols = F.unfold(x, 2).transpose(1, 2).reshape(-1, 8)
-    lam, u = torch.linalg.eigh(torch.cov(cols.T, correction=0))
+    _lam, u = torch.linalg.eigh(torch.cov(cols.T, correction=0))
     first = pca.weight.view(8, 8)[0]
     cos = (first / first.norm()) @ u[:, -1]
     assert abs(cos.item()) == pytest.approx(1.0, abs=1e-9)

@@ -59,8 +59,12 @@ def test_filters_take_orthogonalised_updates_the_rest_adamw() -> None:
     # Everything else follows torch's AdamW with the same settings, exactly.
     others = [p for p in reference.parameters() if p.ndim != 4]
     norms = (nn.BatchNorm2d,)
-    decay = [p for m in reference.modules() for n, p in m.named_parameters(recurse=False)
-             if p.ndim != 4 and not n.endswith("bias") and p.ndim > 1 and not isinstance(m, norms)]
+    decay = [
+        p
+        for m in reference.modules()
+        for n, p in m.named_parameters(recurse=False)
+        if p.ndim != 4 and not n.endswith("bias") and p.ndim > 1 and not isinstance(m, norms)
+    ]
     no_decay = [p for p in others if all(p is not q for q in decay)]  # fmt: skip
     adamw = torch.optim.AdamW([{"params": decay}, {"params": no_decay, "weight_decay": 0.0}],
                               lr=LR, weight_decay=0.01)  # fmt: skip
@@ -74,11 +78,11 @@ def test_filters_take_orthogonalised_updates_the_rest_adamw() -> None:
 def test_channels_last_filters_get_the_same_update() -> None:
     plain, nhwc = net(), net().to(memory_format=torch.channels_last)
     opts = [make(plain), make(nhwc)]
-    for model, opt in zip((plain, nhwc), opts):
+    for model, opt in zip((plain, nhwc), opts, strict=False):
         backward(model)
         opt.step()
     assert nhwc[0].weight.is_contiguous(memory_format=torch.channels_last)
-    for a, b in zip(plain.parameters(), nhwc.parameters()):
+    for a, b in zip(plain.parameters(), nhwc.parameters(), strict=False):
         torch.testing.assert_close(a, b, rtol=1e-2, atol=1e-4)  # bf16 Newton-Schulz
 
 
@@ -102,7 +106,7 @@ def test_state_dict_round_trip_through_a_checkpoint(tmp_path) -> None:
         o.zero_grad()
         backward(m, 3)
         o.step()
-    for a, b in zip(model.parameters(), twin.parameters()):
+    for a, b in zip(model.parameters(), twin.parameters(), strict=False):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 

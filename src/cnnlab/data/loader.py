@@ -179,7 +179,9 @@ class BatchLoader:
 
     def iter_from(self, start_batch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Batches of the current epoch from batch ``start_batch`` on (for exact resume)."""
-        order = self.indices().to(self.device)
+        # Drawn on the CPU (fixed by seed and epoch on any device), copied without waiting
+        # for the device: a blocking copy would stall a GPU's queue once per epoch.
+        order = self.indices().to(self.device, non_blocking=True)
         gen = None
         if self.transform is not None:
             gen = torch.Generator(device=self.device)

@@ -60,6 +60,11 @@ class ProgressBar(Callback):
         self._bar: Any = None
         self._last = 0.0
 
+    def needs_sync(self, state: TrainState) -> bool:
+        # A live bar shows the running loss: on a GPU, where the trainer otherwise reads it
+        # only at the end of an epoch, ask for it about twice a second, no more.
+        return self._bar is not None and time.monotonic() - self._last > 0.5
+
     def on_epoch_start(self, trainer: Any, state: TrainState, num_batches: int) -> None:
         if not self.live:
             return

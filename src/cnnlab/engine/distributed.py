@@ -108,8 +108,8 @@ def broadcast_object(obj, info: DistInfo):
 
 class RngStates(list):
     """Every rank's CPU RNG state (the list itself), and in ``cuda`` every rank's state of its
-    own CUDA device (None when CUDA is not in use): checkpoints save both, so a resumed run
-    draws the same dropout masks on the GPU as the uninterrupted one."""
+    own CUDA device (None for one process, whose checkpoint saves all its devices' states, or
+    without CUDA): a resumed run then draws the same dropout masks on the GPU."""
 
     def __init__(self, cpu: list[torch.Tensor], cuda: list[torch.Tensor] | None = None):
         super().__init__(cpu)
@@ -117,17 +117,15 @@ class RngStates(list):
 
 
 def gather_rng_states(info: DistInfo) -> RngStates:
-    """Every rank's CPU RNG state (dropout masks differ per rank) and, where CUDA is in use,
-    its CUDA device's (``RngStates.cuda``), gathered on all ranks."""
-    cuda_used = torch.cuda.is_available() and torch.cuda.is_initialized()
-    states = [torch.get_rng_state()]
-    if cuda_used:
-        states.append(torch.cuda.get_rng_state())  # the current device: LOCAL_RANK's under DDP
-    if info.enabled:
-        states = [_all_gather(s, info) for s in states]
-    else:
-        states = [[s] for s in states]
-    return RngStates(states[0], states[1] if cuda_used else None)
+    """Every rank's CPU RNG state (dropout masks differ per rank) and, under DDP with CUDA, its
+    CUDA device's (``RngStates.cuda``), gathered on all ranks."""
+    if not info.enabled:
+        return RngStates([torch.get_rng_state()])
+    cpu = _all_gather(torch.get_rng_state(), info)
+    if not (torch.cuda.is_available() and torch.cuda.is_initialized()):
+        return RngStates(cpu)
+    # the current device: LOCAL_RANK's (init_process_group set it)
+    return RngStates(cpu, _all_gather(torch.cuda.get_rng_state(), info))
 
 
 def _all_gather(t: torch.Tensor, info: DistInfo) -> list[torch.Tensor]:

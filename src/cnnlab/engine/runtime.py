@@ -58,7 +58,8 @@ class Runtime:
         The compiled wrapper shares the parameters; save and load the original module."""
         if not self.compile:
             return model
-        return torch.compile(model, mode=None if self.compile_mode == "default" else self.compile_mode)
+        mode = None if self.compile_mode == "default" else self.compile_mode
+        return torch.compile(model, mode=mode)
 
     def describe(self) -> str:
         cl = ", channels_last" if self.channels_last else ""

@@ -81,8 +81,11 @@ class FastNet(ImageClassifier):
             layers += [nn.Conv2d(cin, width, 3, padding=1, bias=False), nn.MaxPool2d(2),
                        _bn(width, bn_momentum, bn_scale), make_activation(activation)]  # fmt: skip
             for _ in range(depth - 1):
-                layers += [nn.Conv2d(width, width, 3, padding=1, bias=False),
-                           _bn(width, bn_momentum, bn_scale), make_activation(activation)]  # fmt: skip
+                layers += [
+                    nn.Conv2d(width, width, 3, padding=1, bias=False),
+                    _bn(width, bn_momentum, bn_scale),
+                    make_activation(activation),
+                ]
             cin = width
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveMaxPool2d(1)

@@ -65,7 +65,7 @@ class PatchWhitening(nn.Module):
 
     @torch.no_grad()
     def fit(self, images: torch.Tensor) -> None:
-        """Set the filters from float images ``(N, C, H, W)`` (normalised as the model sees them)."""
+        """Set the filters from float images ``(N, C, H, W)``, normalised as the model sees them."""
         if images.ndim != 4 or images.shape[1] != self.in_chans or images.shape[0] == 0:
             raise ValueError(
                 f"PatchWhitening.fit: expected images (N, {self.in_chans}, H, W), "
@@ -99,7 +99,8 @@ class PatchWhitening(nn.Module):
         frozen = "trainable" if self.weight.requires_grad else "frozen"
         return (
             f"{self.in_chans}, {self.out_chans}, kernel_size={self.kernel_size}, "
-            f"stride={self.stride}, padding={self.padding}, mode={self.mode}, eps={self.eps}, {frozen}"
+            f"stride={self.stride}, padding={self.padding}, mode={self.mode}, eps={self.eps}, "
+            f"{frozen}"
         )
 
 

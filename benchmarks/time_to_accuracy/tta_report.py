@@ -94,9 +94,13 @@ def headline(data: dict[str, Any]) -> str:
             f"| {spec['max_units']:g} | {s['train_flops']:.3g} | {s['verdict']} |"
         )
     env = data["env"]
-    lines += ["", f"Unit: one plain-loop epoch = {data['unit_seconds']:.1f} s (median of "
-              f"{len(data['plain'])}), {env['cpu']} ({env['cpu_count']} cores, "
-              f"{env['cpu_capability']}), torch {env['torch']}, {data['started']}.", ""]  # fmt: skip
+    lines += [
+        "",
+        f"Unit: one plain-loop epoch = {data['unit_seconds']:.1f} s (median of "
+        f"{len(data['plain'])}), {env['cpu']} ({env['cpu_count']} cores, "
+        f"{env['cpu_capability']}), torch {env['torch']}, {data['started']}.",
+        "",
+    ]
     return "\n".join(lines) + "\n"
 
 

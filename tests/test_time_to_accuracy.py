@@ -1,0 +1,104 @@
+"""benchmarks/time_to_accuracy: the schedule, the verdicts and tables, and a --quick run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {"cpu": "CPU", "cpu_count": 2, "cpu_capability": "AVX512", "load_average_1min": 0.1,
+       "python": "3.11", "torch": "2.13.0", "cnnlab": "0.1.0"}  # fmt: skip
+
+
+@pytest.fixture
+def bench(load_benchmark):
+    sys.path.insert(0, str(ROOT / "benchmarks" / "time_to_accuracy"))
+    try:
+        yield load_benchmark("time_to_accuracy/run.py")
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks" / "time_to_accuracy"))
+
+
+def _run(seed: int, acc: float, seconds: float, tta: float | None = None) -> dict:
+    return {"seed": seed, "test_acc": acc, "tta_acc": tta, "train_seconds": seconds, "epochs": 2,
+            "images_seen": 120_000, "macs_per_image": 1_000_000, "train_flops": 3.6e11,
+            "params": 1000, "precision": "bf16", "eval_seconds": 1.0}  # fmt: skip
+
+
+def test_every_preset_target_and_ablation_is_planned_and_interleaved(bench) -> None:
+    plan = bench.load_plan()
+    assert set(plan["targets"]) == set(plan["preset"].models)
+    assert plan["ablation_base"] in plan["targets"]
+    rounds = bench.schedule(plan, list(plan["targets"]), list(plan["ablations"]), 1)
+    assert len(rounds) == max(t["seeds"] for t in plan["targets"].values())
+    assert all(r[0] == ("plain",) or r[-1] == ("plain",) for r in rounds)  # ABBA order
+    assert rounds[0][0] == ("plain",) and rounds[1][-1] == ("plain",)
+    runs = [job for r in rounds for job in r if job[0] == "target"]
+    for name, spec in plan["targets"].items():  # each target gets exactly its seeds
+        assert sorted(j[2] for j in runs if j[1] == name) == list(range(spec["seeds"]))
+
+
+def test_units_medians_verdicts_and_tables(bench, tmp_path: Path, monkeypatch) -> None:
+    report = sys.modules["tta_report"]  # imported by run.py
+    monkeypatch.setattr("cnnlab.reports.environment.environment_info", lambda: ENV)
+    plan = {
+        "targets": {
+            "a": {"label": "93%", "accuracy": 0.93, "max_units": 0.8, "seeds": 3, "tta": "flip"},
+            "b": {
+                "label": "best",
+                "accuracy": 0.956,
+                "max_units": 80,
+                "seeds": 2,
+                "tta": "none",
+                "tried": "wider nets",
+            },
+        },
+        "ablations": {"no_tta": {"label": "flip TTA", "tta": "none"}},
+        "ablation_base": "a",
+    }
+    results = {
+        "plain": [{"seconds": 20.0, "test_acc": 0.9}, {"seconds": 30.0, "test_acc": 0.9},
+                  {"seconds": 25.0, "test_acc": 0.9}],
+        "targets": {"a": [_run(0, 0.929, 15, 0.931), _run(1, 0.928, 19, 0.932),
+                          _run(2, 0.930, 30, 0.929)],
+                    "b": [_run(0, 0.95, 100), _run(1, 0.952, 120)]},
+        "ablations": {"no_tta": [_run(0, 0.929, 16)]},
+    }  # fmt: skip
+    (tmp_path / "README.md").write_text(f"intro\n{report.BEGIN}\nold\n{report.END}\nrest\n")
+    data = report.write_reports(tmp_path, plan, results, command="run.py", started="today",
+                                quick=False)  # fmt: skip
+    a, b = data["targets"]["a"]["summary"], data["targets"]["b"]["summary"]
+    assert data["unit_seconds"] == 25.0
+    assert a["median_acc"] == 0.931 and a["median_units"] == pytest.approx(19 / 25)
+    assert a["verdict"] == "met"  # TTA accuracy 93.1% >= 93% in 0.76 <= 0.8 units
+    assert b["median_acc"] == pytest.approx(0.951)
+    assert b["verdict"] == "missed: 0.50 points short; tried: wider nets"
+    abl = data["ablations"]["no_tta"]["summary"]
+    assert abl["median_acc"] == 0.929  # single view, as the ablation says
+    md = (tmp_path / "results.md").read_text()
+    assert "| flip TTA |  | 92.90% | -0.20 | 0.64 | -0.12 |" in md
+    readme = (tmp_path / "README.md").read_text()
+    assert readme.startswith("intro\n") and readme.endswith(f"{report.END}\nrest\n")
+    assert "old" not in readme and "| 93% | `configs/fast/a.yaml` | 93.10% |" in readme
+    assert json.loads((tmp_path / "results.json").read_text())["unit_seconds"] == 25.0
+
+
+@pytest.mark.slow
+def test_quick_mode_runs_end_to_end_on_the_sample(tmp_path: Path) -> None:
+    script = ROOT / "benchmarks" / "time_to_accuracy" / "run.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), "--quick", "--targets", "fast93", "--ablations", "no_tta",
+         "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["quick"] and len(data["plain"]) == 1
+    run = data["targets"]["fast93"]["runs"][0]
+    assert run["tta_acc"] is not None and run["images_seen"] == 6000 and run["epochs"] == 1
+    assert data["ablations"]["no_tta"]["runs"][0]["tta_acc"] is None
+    assert "Smoke test" in (tmp_path / "results.md").read_text()
