@@ -91,7 +91,7 @@ def test_units_medians_verdicts_and_tables(bench, tmp_path: Path, monkeypatch) -
 def test_quick_mode_runs_end_to_end_on_the_sample(tmp_path: Path) -> None:
     script = ROOT / "benchmarks" / "time_to_accuracy" / "run.py"
     proc = subprocess.run(
-        [sys.executable, str(script), "--quick", "--targets", "fast93", "--ablations", "no_tta",
+        [sys.executable, str(script), "--quick", "--targets", "fast93", "--ablations", "none",
          "--out", str(tmp_path)],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
@@ -100,5 +100,5 @@ def test_quick_mode_runs_end_to_end_on_the_sample(tmp_path: Path) -> None:
     assert data["quick"] and len(data["plain"]) == 1
     run = data["targets"]["fast93"]["runs"][0]
     assert run["tta_acc"] is not None and run["images_seen"] == 6000 and run["epochs"] == 1
-    assert data["ablations"]["no_tta"]["runs"][0]["tta_acc"] is None
+    # (the ablation table is covered by the report test above; one training less keeps CI short)
     assert "Smoke test" in (tmp_path / "results.md").read_text()
