@@ -129,17 +129,6 @@ class Check:
         (self.out / "results.md").write_text(gpu_report.render(self.results), encoding="utf-8")
 
 
-def last_json(text: str) -> dict[str, Any] | None:
-    """The last line of ``text`` that parses as a JSON object."""
-    for line in reversed(text.strip().splitlines()):
-        if line.startswith("{"):
-            try:
-                return json.loads(line)
-            except json.JSONDecodeError:
-                continue
-    return None
-
-
 def step_env(c: Check) -> None:
     """GPU, driver, CUDA, torch, CPU: env.txt and results' meta."""
     probe = ("import json, torch, platform, os\n"
@@ -153,7 +142,7 @@ def step_env(c: Check) -> None:
              "print(json.dumps(d))\n")  # fmt: skip
     res = c.run([c.py, "-c", probe], c.cap(60))
     meta = c.results["meta"]
-    meta.update(last_json(res["stdout"]) or {"probe_failed": res["stdout"][-500:]})
+    meta.update(gpu_report.parse_json(res["stdout"]) or {"probe_failed": res["stdout"][-500:]})
     smi = c.run(["nvidia-smi"], c.cap(20)) if not c.dry else {"stdout": "(dry run: no GPU)"}
     query = ["nvidia-smi", "--query-gpu=name,driver_version,memory.total,clocks.max.sm",
              "--format=csv,noheader"]  # fmt: skip

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import types
 import typing
+from collections.abc import Callable
 from typing import Any, Union
 
 from cnnlab.errors import ConfigError
@@ -15,20 +16,30 @@ from cnnlab.errors import ConfigError
 
 def coerce_simple(tp: Any, value: Any, key: str) -> Any:
     """``value`` against a scalar annotation or a union of scalars (``float | None``)."""
-    if typing.get_origin(tp) in (Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return coerce_simple(arg, value, key)
-            except ConfigError as err:
-                errors.append(str(err))
-        raise ConfigError(errors[0] if errors else f"{key}: invalid value {value!r}")
+    if is_union(tp):
+        return coerce_union(tp, value, key, coerce_simple)
     return coerce_scalar(tp, value, key)
+
+
+def is_union(tp: Any) -> bool:
+    return typing.get_origin(tp) in (Union, types.UnionType)
+
+
+def coerce_union(tp: Any, value: Any, key: str, coerce: Callable[[Any, Any, str], Any]) -> Any:
+    """The first member of the union ``tp`` that ``coerce`` accepts ``value`` as (None for an
+    optional one); else the first member's error."""
+    args = typing.get_args(tp)
+    if value is None and type(None) in args:
+        return None
+    errors = []
+    for arg in args:
+        if arg is type(None):
+            continue
+        try:
+            return coerce(arg, value, key)
+        except ConfigError as err:
+            errors.append(str(err))
+    raise ConfigError(errors[0] if errors else f"{key}: invalid value {value!r}")
 
 
 def coerce_scalar(tp: Any, value: Any, key: str) -> Any:

@@ -10,7 +10,6 @@ Models are built on the ``meta`` device for this, which allocates nothing.
 from __future__ import annotations
 
 import contextlib
-import types
 import typing
 from collections.abc import Mapping
 from typing import Any
@@ -24,7 +23,7 @@ import cnnlab.losses
 import cnnlab.models
 import cnnlab.optim.optimizers
 import cnnlab.optim.schedules  # noqa: F401
-from cnnlab.coercion import coerce_simple
+from cnnlab.coercion import coerce_simple, is_union
 from cnnlab.data.augment import validate_augmentation
 from cnnlab.data.imbalance import make_imbalanced
 from cnnlab.data.preprocess import validate_preprocess
@@ -96,13 +95,9 @@ def _type_hints(fn: Any) -> dict[str, Any]:
 
 def _is_simple(tp: Any, simple: tuple[type, ...]) -> bool:
     args = typing.get_args(tp)
-    if args and typing.get_origin(tp) is not None and not _is_union(tp):
+    if args and typing.get_origin(tp) is not None and not is_union(tp):
         return False
     return all(a in simple for a in args) if args else tp in simple
-
-
-def _is_union(tp: Any) -> bool:
-    return typing.get_origin(tp) in (typing.Union, types.UnionType)
 
 
 def _dry_build(kind: str, name: str, params: dict[str, Any]) -> None:

@@ -12,16 +12,15 @@ import copy
 import dataclasses
 import difflib
 import importlib.util
-import types
 import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import yaml
 
-from cnnlab.coercion import coerce_scalar
+from cnnlab.coercion import coerce_scalar, coerce_union, is_union
 from cnnlab.engine.rundir import RunDir
 from cnnlab.errors import ConfigError
 
@@ -319,19 +318,8 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{key}: expected a list, found {value!r}")
         return list(value)
-    if origin in (Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(arg, value, key)
-            except ConfigError as err:
-                errors.append(str(err))
-        raise ConfigError(errors[0] if errors else f"{key}: invalid value {value!r}")
+    if is_union(tp):
+        return coerce_union(tp, value, key, _coerce)
     if origin is Mapping or tp is Mapping:
         if value is None:
             return {}

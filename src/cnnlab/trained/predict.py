@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from cnnlab.data.images import ImageInputError, array_to_batch, to_pixels
+from cnnlab.evaluation.tta import PRESETS, TTA
 from cnnlab.trained.inputs import Decoding, chunks, expand_inputs
 
 __all__ = ["ImagePrediction", "Prediction", "decoding", "infer", "pixels", "predict", "preprocess"]
@@ -114,8 +115,7 @@ class Prediction:
 def decoding(run: Any) -> Decoding:
     """The run's rules for turning a file into pixels (size, mode, fit, background)."""
     data = run.data
-    background = data.background
-    return Decoding(size=data.input_size, mode=data.mode, fit=data.fit, background=background)
+    return Decoding(size=data.input_size, mode=data.mode, fit=data.fit, background=data.background)
 
 
 def _expects(how: Decoding) -> str:
@@ -183,8 +183,6 @@ def preprocess(run: Any, x: Any) -> torch.Tensor:
 def _network(run: Any, tta: Any) -> torch.nn.Module:
     if tta is None:
         return run.model
-    from cnnlab.evaluation.tta import PRESETS, TTA
-
     views = tta.split(",") if isinstance(tta, str) and tta not in PRESETS else tta
     return TTA(run.model, views, mean=run.data.mean, std=run.data.std)
 

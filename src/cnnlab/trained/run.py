@@ -141,7 +141,10 @@ def load(
     load_weights(model, weights, checkpoint=ckpt)
     runtime = run_runtime(config, metrics, model, device)
     model = runtime.prepare_model(model).eval()
-    transform = restore_preprocess(config.data.preprocess, ckpt.tensors, prefix="preprocess.")
+    try:
+        transform = restore_preprocess(config.data.preprocess, ckpt.tensors, prefix="preprocess.")
+    except ValueError as err:  # a run of an older cnnlab did not save the fitted tensors
+        raise CheckpointError(f"{ckpt.path}: {err}") from None
     return TrainedRun(
         path=rd.path, model=model, spec=dict(meta["model"]), data=data, runtime=runtime,
         config=config, metrics=metrics, weights=weights, checkpoint=ckpt, transform=transform,
