@@ -102,3 +102,40 @@ def test_quick_mode_runs_end_to_end_on_the_sample(tmp_path: Path) -> None:
     assert run["tta_acc"] is not None and run["images_seen"] == 6000 and run["epochs"] == 1
     # (the ablation table is covered by the report test above; one training less keeps CI short)
     assert "Smoke test" in (tmp_path / "results.md").read_text()
+
+
+def test_a_stopped_study_resumes_without_redoing_its_jobs(bench, tmp_path: Path, monkeypatch):
+    calls, stop = [], [True]
+
+    def fake_job(job, plan, results, *rest) -> None:
+        calls.append(job)
+        if stop[0] and len(calls) == 3:
+            raise KeyboardInterrupt  # the study is stopped during its third job
+        if job[0] == "plain":
+            results["plain"].append({"seconds": 1.0, "test_acc": 0.9})
+        else:
+            results["targets"][job[1]].append(_run(job[2], 0.95, 1.0, 0.95))
+
+    written: dict = {}
+    monkeypatch.setattr(bench, "run_job", fake_job)
+    monkeypatch.setattr(bench, "train_set_size", lambda data_dir: 100)
+    monkeypatch.setattr(
+        bench, "write_reports", lambda out, plan, results, **kw: written.update(results)
+    )
+    argv = ["run.py", "--data-dir", str(tmp_path), "--targets", "fast93", "--ablations", "none",
+            "--out", str(tmp_path)]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(KeyboardInterrupt):
+        bench.main()
+    partial = tmp_path / "results.partial.json"
+    assert json.loads(partial.read_text())["done"] == ["0:plain", "0:target:fast93:0"]
+    stop[0], calls[:] = False, []
+    monkeypatch.setattr(sys, "argv", [*argv, "--resume"])
+    bench.main()
+    assert len(calls) == 4  # 3 rounds of (plain, seed): the 2 done jobs are not run again
+    assert len(written["plain"]) == 3 and [r["seed"] for r in written["targets"]["fast93"]] == [
+        0,
+        1,
+        2,
+    ]
+    assert not partial.exists()

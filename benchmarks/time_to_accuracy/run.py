@@ -128,6 +128,8 @@ def main() -> None:
     ap.add_argument("--ablations", default=None, help="comma list, or 'none'")
     ap.add_argument("--ablation-seeds", type=int, default=1)
     ap.add_argument("--out", default=str(HERE), help="where results.json / results.md go")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the jobs done in OUT/results.partial.json")  # fmt: skip
     args = ap.parse_args()
     if not args.quick and args.data_dir is None:
         ap.error("--data-dir is required (or --quick for the embedded sample)")
@@ -146,32 +148,57 @@ def main() -> None:
     directory = plan["preset"].directory
     n_train = train_set_size(data_dir)
     started = time.strftime("%Y-%m-%d %H:%M")
+    command = " ".join(["python", *sys.argv])
+    partial = Path(args.out) / "results.partial.json"
+    done: list[str] = []
+    if args.resume and partial.exists():
+        saved = json.loads(partial.read_text())
+        if saved["command"].replace(" --resume", "") != command.replace(" --resume", ""):
+            sys.exit(f"{partial} is from another command: {saved['command']!r}")
+        results, done, started = saved["results"], saved["done"], saved["started"]
     for r, jobs in enumerate(schedule(plan, targets, ablations, args.ablation_seeds)):
         for job in jobs:
-            print(f"round {r + 1}: {' '.join(map(str, job))}", file=sys.stderr, flush=True)
-            if job[0] == "plain":
-                results["plain"].append(run_plain(data_dir))
+            key = f"{r}:{':'.join(map(str, job))}"
+            if key in done:
                 continue
-            kind, name, seed = job
-            recipe, spec, sets = name, plan["targets"].get(name, {}), []
-            if kind == "ablation":  # the base recipe with the technique taken out
-                recipe = plan["ablation_base"]
-                spec = {**plan["targets"][recipe], **plan["ablations"][name]}
-                sets = list(spec.get("set", []))
-            tta = spec.get("tta", "none")
-            row = run_recipe(
-                directory / f"{recipe}.yaml",
-                int(seed),
-                sets,
-                None if tta == "none" else tta,
-                data_dir,
-                args.quick,
-                n_train,
-            )
-            results["targets" if kind == "target" else "ablations"][name].append(row)
-            print(json.dumps(row), file=sys.stderr, flush=True)
-    write_reports(Path(args.out), plan, results, command=" ".join(["python", *sys.argv]),
-                  started=started, quick=args.quick)  # fmt: skip
+            print(f"round {r + 1}: {' '.join(map(str, job))}", file=sys.stderr, flush=True)
+            run_job(job, plan, results, directory, data_dir, args.quick, n_train)
+            done.append(key)
+            # after every job, so that a crash or a stop loses one job, not the study
+            write_atomic(partial, {"command": command, "started": started, "done": done,
+                                   "results": results})  # fmt: skip
+    # the project README's headline comes from the full study written to its home only
+    home = not args.quick and Path(args.out).resolve() == HERE
+    write_reports(Path(args.out), plan, results, command=command, started=started,
+                  quick=args.quick, readmes=(ROOT / "README.md",) if home else ())  # fmt: skip
+    partial.unlink(missing_ok=True)
+
+
+def write_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Write JSON through a temporary file and a rename: never a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    tmp.replace(path)
+
+
+def run_job(job: tuple[str, ...], plan: dict[str, Any], results: dict[str, Any],
+            directory: Path, data_dir: str, quick: bool, n_train: int) -> None:  # fmt: skip
+    """Run one scheduled job and append its row to ``results``."""
+    if job[0] == "plain":
+        results["plain"].append(run_plain(data_dir))
+        return
+    kind, name, seed = job
+    recipe, spec, sets = name, plan["targets"].get(name, {}), []
+    if kind == "ablation":  # the base recipe with the technique taken out
+        recipe = plan["ablation_base"]
+        spec = {**plan["targets"][recipe], **plan["ablations"][name]}
+        sets = list(spec.get("set", []))
+    tta = spec.get("tta", "none")
+    row = run_recipe(directory / f"{recipe}.yaml", int(seed), sets,
+                     None if tta == "none" else tta, data_dir, quick, n_train)  # fmt: skip
+    results["targets" if kind == "target" else "ablations"][name].append(row)
+    print(json.dumps(row), file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

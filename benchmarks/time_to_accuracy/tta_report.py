@@ -49,8 +49,18 @@ def verdict(s: dict[str, Any], spec: dict[str, Any]) -> str:
     return f"missed: {' and '.join(misses)}{tried}"
 
 
-def write_reports(out: Path, plan: dict[str, Any], results: dict[str, Any], *, command: str,
-                  started: str, quick: bool) -> dict[str, Any]:  # fmt: skip
+def write_reports(
+    out: Path,
+    plan: dict[str, Any],
+    results: dict[str, Any],
+    *,
+    command: str,
+    started: str,
+    quick: bool,
+    readmes: tuple[Path, ...] = (),
+) -> dict[str, Any]:
+    """results.json and results.md in ``out``; the headline table into ``out``/README.md and
+    each of ``readmes`` that holds the markers."""
     from cnnlab.reports.environment import environment_info
 
     unit = statistics.median(p["seconds"] for p in results["plain"])
@@ -70,12 +80,12 @@ def write_reports(out: Path, plan: dict[str, Any], results: dict[str, Any], *, c
     (out / "results.json").write_text(json.dumps(data, indent=2) + "\n")
     md = markdown(data)
     (out / "results.md").write_text(md)
-    readme = out / "README.md"
-    if readme.is_file() and BEGIN in readme.read_text():
-        text = readme.read_text()
-        head, rest = text.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1] if END in rest else ""
-        readme.write_text(f"{head}{BEGIN}\n{headline(data)}{END}{tail}")
+    for readme in (out / "README.md", *readmes):
+        if readme.is_file() and BEGIN in readme.read_text():
+            text = readme.read_text()
+            head, rest = text.split(BEGIN, 1)
+            tail = rest.split(END, 1)[1] if END in rest else ""
+            readme.write_text(f"{head}{BEGIN}\n{headline(data)}{END}{tail}")
     return data
 
 

@@ -8,7 +8,7 @@ average is not dominated by the random initial weights.
 
 Batch-norm running statistics (``bn``): ``"average"`` (default) averages them with the weights
 (``use_buffers=True``); ``"copy"`` averages only the parameters and copies the live model's
-buffers at each update. Measured on the fast recipes (benchmarks/time_to_accuracy/README.md).
+buffers at each update. The fast recipes use the default.
 
 When the callback is on, per-epoch evaluation uses the averaged model (``eval_model``); the
 run directory saves ``state_dict()`` with the checkpoint and loads ``module``'s weights as the
