@@ -37,6 +37,8 @@ sys.path.insert(0, str(HERE))
 
 from tta_report import write_reports  # noqa: E402  (the tables, next to this file)
 
+from cnnlab.engine.atomic import atomic_write_text  # noqa: E402
+
 
 def sample_dir() -> str:
     """The directory holding the embedded 6,000/1,000-image sample (``fashion-mnist/``)."""
@@ -150,12 +152,17 @@ def main() -> None:
     started = time.strftime("%Y-%m-%d %H:%M")
     command = " ".join(["python", *sys.argv])
     partial = Path(args.out) / "results.partial.json"
+    partial.parent.mkdir(parents=True, exist_ok=True)
     done: list[str] = []
     if args.resume and partial.exists():
-        saved = json.loads(partial.read_text())
-        if saved["command"].replace(" --resume", "") != command.replace(" --resume", ""):
-            sys.exit(f"{partial} is from another command: {saved['command']!r}")
-        results, done, started = saved["results"], saved["done"], saved["started"]
+        try:
+            prev = json.loads(partial.read_text())
+            results, done, started = prev["results"], prev["done"], prev["started"]
+            before = prev["command"]
+        except (ValueError, KeyError) as e:
+            sys.exit(f"{partial}: not a partial study of this script ({e!r}); remove it")
+        if before.replace(" --resume", "") != command.replace(" --resume", ""):
+            sys.exit(f"{partial} is from another command: {before!r}")
     for r, jobs in enumerate(schedule(plan, targets, ablations, args.ablation_seeds)):
         for job in jobs:
             key = f"{r}:{':'.join(map(str, job))}"
@@ -165,21 +172,13 @@ def main() -> None:
             run_job(job, plan, results, directory, data_dir, args.quick, n_train)
             done.append(key)
             # after every job, so that a crash or a stop loses one job, not the study
-            write_atomic(partial, {"command": command, "started": started, "done": done,
-                                   "results": results})  # fmt: skip
+            saved = {"command": command, "started": started, "done": done, "results": results}
+            atomic_write_text(partial, json.dumps(saved, indent=1))
     # the project README's headline comes from the full study written to its home only
     home = not args.quick and Path(args.out).resolve() == HERE
     write_reports(Path(args.out), plan, results, command=command, started=started,
                   quick=args.quick, readmes=(ROOT / "README.md",) if home else ())  # fmt: skip
     partial.unlink(missing_ok=True)
-
-
-def write_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON through a temporary file and a rename: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    tmp.replace(path)
 
 
 def run_job(job: tuple[str, ...], plan: dict[str, Any], results: dict[str, Any],

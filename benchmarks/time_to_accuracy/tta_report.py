@@ -61,6 +61,7 @@ def write_reports(
 ) -> dict[str, Any]:
     """results.json and results.md in ``out``; the headline table into ``out``/README.md and
     each of ``readmes`` that holds the markers."""
+    from cnnlab.engine.atomic import atomic_write_text
     from cnnlab.reports.environment import environment_info
 
     unit = statistics.median(p["seconds"] for p in results["plain"])
@@ -77,15 +78,14 @@ def write_reports(
             "unit_seconds": unit, "plain": results["plain"], "targets": targets,
             "ablation_base": base, "ablations": ablations}  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(data, indent=2) + "\n")
-    md = markdown(data)
-    (out / "results.md").write_text(md)
+    atomic_write_text(out / "results.json", json.dumps(data, indent=2) + "\n")
+    atomic_write_text(out / "results.md", markdown(data))
     for readme in (out / "README.md", *readmes):
-        if readme.is_file() and BEGIN in readme.read_text():
-            text = readme.read_text()
+        text = readme.read_text() if readme.is_file() else ""
+        if BEGIN in text:
             head, rest = text.split(BEGIN, 1)
             tail = rest.split(END, 1)[1] if END in rest else ""
-            readme.write_text(f"{head}{BEGIN}\n{headline(data)}{END}{tail}")
+            atomic_write_text(readme, f"{head}{BEGIN}\n{headline(data)}{END}{tail}")
     return data
 
 
