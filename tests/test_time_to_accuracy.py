@@ -139,3 +139,13 @@ def test_a_stopped_study_resumes_without_redoing_its_jobs(bench, tmp_path: Path,
         2,
     ]
     assert not partial.exists()
+
+
+def test_part_of_the_study_may_not_overwrite_the_whole_one(bench, monkeypatch, capsys) -> None:
+    """--targets into the home directory would leave results.md and the README with one row."""
+    argv = ["run.py", "--data-dir", "/nowhere", "--targets", "fastbest"]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as stop:
+        bench.main()
+    assert stop.value.code == 2
+    assert "pass --out" in capsys.readouterr().err

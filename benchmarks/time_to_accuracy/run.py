@@ -143,6 +143,12 @@ def main() -> None:
     for name in targets + ablations:
         if name not in plan["targets"] and name not in plan["ablations"]:
             ap.error(f"unknown target or ablation {name!r}")
+    # the project README's headline comes from the full study written to its home only
+    home = not args.quick and Path(args.out).resolve() == HERE
+    if home and (args.targets is not None or args.ablations is not None):
+        # a subset would replace the whole study's tables (and the README's) by its rows alone
+        ap.error(f"--targets/--ablations run part of the study: pass --out (not {HERE}), "
+                 "or run the whole study there")  # fmt: skip
     if args.quick:
         plan["targets"] = {k: {**v, "seeds": 1} for k, v in plan["targets"].items()}
     results: dict[str, Any] = {"plain": [], "targets": {t: [] for t in targets},
@@ -174,8 +180,6 @@ def main() -> None:
             # after every job, so that a crash or a stop loses one job, not the study
             saved = {"command": command, "started": started, "done": done, "results": results}
             atomic_write_text(partial, json.dumps(saved, indent=1))
-    # the project README's headline comes from the full study written to its home only
-    home = not args.quick and Path(args.out).resolve() == HERE
     write_reports(Path(args.out), plan, results, command=command, started=started,
                   quick=args.quick, readmes=(ROOT / "README.md",) if home else ())  # fmt: skip
     partial.unlink(missing_ok=True)
