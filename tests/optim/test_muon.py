@@ -134,3 +134,62 @@ def test_models_without_filters_and_bad_options() -> None:
     assert all(not g.get("muon") for g in opt.param_groups)
     with pytest.raises(ValueError, match="rest: expected one of adamw, adam, nesterov, sgd"):
         make(linear, rest="lion")
+
+
+def test_orthogonalize_in_bf16_is_torchs_newton_schulz() -> None:
+    from torch.optim._muon import DEFAULT_A, DEFAULT_B, DEFAULT_C, _zeropower_via_newtonschulz
+
+    from cnnlab.optim.muon import orthogonalize
+
+    coefficients = (DEFAULT_A, DEFAULT_B, DEFAULT_C)
+    torch.manual_seed(0)
+    for shape in ((8, 27), (30, 12)):  # wide and tall
+        g = torch.randn(shape)
+        ours = orthogonalize(g, coefficients, 5, 1e-7, torch.bfloat16)
+        theirs = _zeropower_via_newtonschulz(g.clone(), coefficients, 5, 1e-7)
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+        # in fp32 the same iteration, singular values in the band Muon aims for (~0.7-1.2)
+        sv = torch.linalg.svdvals(orthogonalize(g, coefficients, 5, 1e-7, torch.float32).double())
+        assert sv.min() > 0.5 and sv.max() < 1.5, sv
+        torch.testing.assert_close(orthogonalize(g, coefficients, 5, 1e-7, torch.float32),
+                                   ours.float(), rtol=0, atol=0.05)  # bf16's rounding  # fmt: skip
+
+
+@pytest.mark.parametrize("options", [{}, {"nesterov": False, "weight_decay": 0.1,
+                                          "adjust_lr_fn": "match_rms_adamw"}])  # fmt: skip
+def test_muon_in_bf16_steps_exactly_as_torchs(options) -> None:
+    from cnnlab.optim.muon import Muon
+
+    torch.manual_seed(0)
+    ws = [torch.randn(8, 27), torch.randn(20, 6)]
+    ours = [w.clone().requires_grad_() for w in ws]
+    theirs = [w.clone().requires_grad_() for w in ws]
+    opt_ours = Muon(ours, lr=0.02, ns_dtype=torch.bfloat16, **options)
+    opt_theirs = torch.optim.Muon(theirs, lr=0.02, **options)
+    for step in range(3):
+        torch.manual_seed(step)
+        grads = [torch.randn_like(w) for w in ws]
+        for params, opt in ((ours, opt_ours), (theirs, opt_theirs)):
+            for p, g in zip(params, grads, strict=True):
+                p.grad = g.clone()
+            opt.step()
+    for a, b in zip(ours, theirs, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    for a, b in zip(ours, theirs, strict=True):
+        buffers = opt_ours.state[a]["momentum_buffer"], opt_theirs.state[b]["momentum_buffer"]
+        torch.testing.assert_close(*buffers, rtol=0, atol=0)
+
+
+def test_ns_precision_auto_follows_the_hardware_and_can_be_forced(monkeypatch) -> None:
+    import cnnlab.optim.muon as muon_module
+
+    w = torch.zeros(4, 9)
+    for native, expected in ((False, torch.float32), (True, torch.bfloat16)):
+        monkeypatch.setattr(muon_module, "native_bf16", lambda device, n=native: n)
+        assert muon_module.Muon([w], lr=0.1).dtype_for(w) is expected
+    opt = make(net(), ns_precision="fp32")
+    assert opt._muon.dtype_for(w) is torch.float32
+    with pytest.raises(
+        ValueError, match="ns_precision: expected one of auto, bf16, fp32, found 'fp16'"
+    ):
+        make(net(), ns_precision="fp16")

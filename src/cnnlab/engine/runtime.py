@@ -10,12 +10,12 @@ channels-last memory format for convolutional models.
 from __future__ import annotations
 
 import contextlib
-import functools
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn as nn
+
+from cnnlab.hardware import cpu_has_native_bf16
 
 # torch.compile's modes (``train.compile_mode``); the ones that also capture CUDA graphs
 # replay a whole forward or backward pass as one launch, which is what removes the launch
@@ -77,16 +77,6 @@ def pick_device(spec: str = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"train.device={spec!r} but CUDA is not available on this machine")
     return device
-
-
-@functools.cache
-def cpu_has_native_bf16() -> bool:
-    """True when the CPU executes bf16 arithmetic natively (AVX512-BF16 or AMX)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:

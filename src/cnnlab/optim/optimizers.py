@@ -204,6 +204,7 @@ def muon(
     muon_nesterov: bool = True,
     muon_weight_decay: float = 0.0,
     ns_steps: int = 5,
+    ns_precision: str = "auto",
     beta1: float = 0.9,
     beta2: float = 0.999,
     momentum: float = 0.9,
@@ -214,14 +215,20 @@ def muon(
     ``muon_lr`` (``muon_momentum``, Nesterov, decoupled ``muon_weight_decay``); biases, norms and
     linear layers take ``rest`` (adamw, adam, nesterov or sgd) at ``lr`` / ``weight_decay``
     (``beta1``/``beta2`` for the Adams, ``momentum`` for nesterov). One optimiser object for
-    the schedule and checkpoints (``cnnlab.optim.muon.MuonWith``).
+    the schedule and checkpoints (``cnnlab.optim.muon.MuonWith``). ``ns_precision``: the
+    dtype of Muon's ``ns_steps`` Newton-Schulz iterations, bf16, fp32 or auto (bf16 where the
+    hardware has it natively, fp32 where it would be emulated and ~30x slower).
     """
-    from cnnlab.optim.muon import MuonWith
+    from cnnlab.optim.muon import NS_DTYPES, MuonWith
 
     if rest not in REST:
         raise ValueError(f"rest: expected one of {', '.join(REST)}, found {rest!r}")
     if not muon_lr > 0:
         raise ValueError(f"muon_lr: expected a learning rate > 0, found {muon_lr}")
+    if ns_precision not in NS_DTYPES:
+        raise ValueError(
+            f"ns_precision: expected one of {', '.join(NS_DTYPES)}, found {ns_precision!r}"
+        )
     options: dict[str, Any] = {"beta1": beta1, "beta2": beta2} if "adam" in rest else {}
     if rest == "nesterov":
         options["momentum"] = momentum
@@ -231,4 +238,5 @@ def muon(
 
     muon_options = {"momentum": muon_momentum, "nesterov": muon_nesterov,
                     "weight_decay": muon_weight_decay, "ns_steps": ns_steps}  # fmt: skip
-    return MuonWith(params, lr=lr, muon_lr=muon_lr, make_rest=make_rest, muon_options=muon_options)
+    return MuonWith(params, lr=lr, muon_lr=muon_lr, make_rest=make_rest,
+                    muon_options=muon_options, ns_dtype=NS_DTYPES[ns_precision])  # fmt: skip
