@@ -57,7 +57,10 @@ def test_units_medians_verdicts_and_tables(bench, tmp_path: Path, monkeypatch) -
                 "tried": "wider nets",
             },
         },
-        "ablations": {"no_tta": {"label": "flip TTA", "tta": "none"}},
+        "ablations": {
+            "no_tta": {"label": "flip TTA", "tta": "none"},
+            "bn": {"label": "BN momentum 0.6", "set": ["x=1"], "added": True},
+        },
         "ablation_base": "a",
     }
     results = {
@@ -66,7 +69,8 @@ def test_units_medians_verdicts_and_tables(bench, tmp_path: Path, monkeypatch) -
         "targets": {"a": [_run(0, 0.929, 15, 0.931), _run(1, 0.928, 19, 0.932),
                           _run(2, 0.930, 30, 0.929)],
                     "b": [_run(0, 0.95, 100), _run(1, 0.952, 120)]},
-        "ablations": {"no_tta": [_run(0, 0.929, 16)]},
+        "ablations": {"no_tta": [_run(0, 0.929, 16)],
+                      "bn": [_run(0, 0.93, 20, 0.932), _run(1, 0.93, 20, 0.933)]},
     }  # fmt: skip
     (tmp_path / "README.md").write_text(f"intro\n{report.BEGIN}\nold\n{report.END}\nrest\n")
     data = report.write_reports(tmp_path, plan, results, command="run.py", started="today",
@@ -80,7 +84,11 @@ def test_units_medians_verdicts_and_tables(bench, tmp_path: Path, monkeypatch) -
     abl = data["ablations"]["no_tta"]["summary"]
     assert abl["median_acc"] == 0.929  # single view, as the ablation says
     md = (tmp_path / "results.md").read_text()
-    assert "| flip TTA |  | 92.90% | -0.20 | 0.64 | -0.12 |" in md
+    assert "## Ablations: one technique removed from `a`" in md
+    assert "| flip TTA |  | 1 | 92.90% | -0.20 | 0.64 | -0.12 |" in md
+    assert "| no_tta | 0 | 92.90% |  | 16.0 | 0.64 |" in md  # its run, with the targets'
+    # an entry marked ``added`` goes to a table of its own, its change listed
+    assert "| added | change | seeds |" in md and "| BN momentum 0.6 | `x=1` | 2 | 93.25% |" in md
     readme = (tmp_path / "README.md").read_text()
     assert readme.startswith("intro\n") and readme.endswith(f"{report.END}\nrest\n")
     assert "old" not in readme and "| 93% | `configs/fast/a.yaml` | 93.10% |" in readme
@@ -149,3 +157,18 @@ def test_part_of_the_study_may_not_overwrite_the_whole_one(bench, monkeypatch, c
         bench.main()
     assert stop.value.code == 2
     assert "pass --out" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--ablation-base", "fast95"], "pass --out"),  # another base is a different study too
+        (["--ablation-base", "fast96", "--out", "/tmp/x"], "unknown target 'fast96'"),
+    ],
+)
+def test_the_ablation_base_is_checked(bench, monkeypatch, capsys, extra, message) -> None:
+    monkeypatch.setattr(sys, "argv", ["run.py", "--data-dir", "/nowhere", *extra])
+    with pytest.raises(SystemExit) as stop:
+        bench.main()
+    assert stop.value.code == 2
+    assert message in capsys.readouterr().err

@@ -12,7 +12,8 @@ flip`` (2 views). Time to X is the *training* time of the recipe's fixed schedul
 median over the target's seeds. Training FLOPs = 3 x MACs per image x images seen.
 
 The targets, their seeds and inference, and the ablations (each technique removed from the
-94% recipe) are read from configs/fast/preset.yaml. Writes results.json and results.md (and
+94% recipe, or with ``added: true`` put into it; ``--ablation-base`` changes another target)
+are read from configs/fast/preset.yaml. Writes results.json and results.md (and
 the headline table into README.md between its markers)::
 
     python benchmarks/time_to_accuracy/run.py --data-dir ../shared/data     # the full study
@@ -129,6 +130,8 @@ def main() -> None:
     ap.add_argument("--targets", default=None, help="comma list (default: all in preset.yaml)")
     ap.add_argument("--ablations", default=None, help="comma list, or 'none'")
     ap.add_argument("--ablation-seeds", type=int, default=1)
+    ap.add_argument("--ablation-base", default=None,
+                    help="the target the ablations change (default: preset.yaml's)")  # fmt: skip
     ap.add_argument("--out", default=str(HERE), help="where results.json / results.md go")
     ap.add_argument("--resume", action="store_true",
                     help="keep the jobs done in OUT/results.partial.json")  # fmt: skip
@@ -143,12 +146,17 @@ def main() -> None:
     for name in targets + ablations:
         if name not in plan["targets"] and name not in plan["ablations"]:
             ap.error(f"unknown target or ablation {name!r}")
+    if args.ablation_base is not None:
+        if args.ablation_base not in plan["targets"]:
+            ap.error(f"--ablation-base: unknown target {args.ablation_base!r}; expected one of "
+                     f"{', '.join(plan['targets'])}")  # fmt: skip
+        plan["ablation_base"] = args.ablation_base
     # the project README's headline comes from the full study written to its home only
     home = not args.quick and Path(args.out).resolve() == HERE
-    if home and (args.targets is not None or args.ablations is not None):
+    if home and any(x is not None for x in (args.targets, args.ablations, args.ablation_base)):
         # a subset would replace the whole study's tables (and the README's) by its rows alone
-        ap.error(f"--targets/--ablations run part of the study: pass --out (not {HERE}), "
-                 "or run the whole study there")  # fmt: skip
+        ap.error("--targets/--ablations/--ablation-base change the study: pass --out "
+                 f"(not {HERE}), or run the whole study there")  # fmt: skip
     if args.quick:
         plan["targets"] = {k: {**v, "seeds": 1} for k, v in plan["targets"].items()}
     results: dict[str, Any] = {"plain": [], "targets": {t: [] for t in targets},

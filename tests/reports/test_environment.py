@@ -1,6 +1,7 @@
 """reports.environment: the hardware/software line under every table and report."""
 
-from cnnlab.reports.environment import environment_info, environment_line
+from cnnlab.hardware import cpu_has_native_bf16
+from cnnlab.reports.environment import cpu_features, environment_info, environment_line
 
 INFO = {"cpu": "AMD EPYC", "cpu_count": 2, "cpu_capability": "AVX2", "device": "cpu",
         "python": "3.11.7", "torch": "2.13.0+cpu", "cnnlab": "0.1.0"}  # fmt: skip
@@ -19,3 +20,13 @@ def test_info_of_this_machine_gives_a_line():
     info = environment_info()
     assert info["torch_threads"] >= 1 and info["cpu_count"] >= 1
     assert info["torch"] in environment_line(info)
+
+
+def test_the_line_says_whether_bf16_is_native():
+    assert cpu_features(INFO) == "AVX2"  # a record from before the field: the vector unit alone
+    assert cpu_features(INFO | {"cpu_capability": "AVX512", "cpu_native_bf16": True}) == (
+        "AVX512, native bf16"
+    )
+    line = environment_line(INFO | {"torch_threads": 2, "cpu_native_bf16": False})
+    assert "(2 cores, AVX2), " in line
+    assert environment_info()["cpu_native_bf16"] == cpu_has_native_bf16()
