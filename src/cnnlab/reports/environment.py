@@ -46,8 +46,8 @@ def environment_info(device: torch.device | None = None) -> dict[str, Any]:
         "platform": platform.platform(),
         "cpu": cpu_model(),
         "cpu_capability": cpu_capability(),
-        # AVX512 alone does not say it: two AVX512 CPUs of this project differ 1.3x in
-        # cnnlab's bf16 speed against the fp32 plain loop, and an AVX2 one has no bf16 at all
+        # "AVX512" alone does not say it (an AVX512 EPYC without bf16 exists), and timings
+        # hinge on it: benchmarks/time_to_accuracy/README.md, "Other hosts"
         "cpu_native_bf16": cpu_has_native_bf16(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
