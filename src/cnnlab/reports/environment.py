@@ -46,7 +46,7 @@ def environment_info(device: torch.device | None = None) -> dict[str, Any]:
         "platform": platform.platform(),
         "cpu": cpu_model(),
         "cpu_capability": cpu_capability(),
-        # "AVX512" alone does not say it (an AVX512 EPYC without bf16 exists), and timings
+        # "AVX512" alone does not say it (Skylake-era AVX512 lacks bf16), and timings
         # hinge on it: benchmarks/time_to_accuracy/README.md, "Other hosts"
         "cpu_native_bf16": cpu_has_native_bf16(),
         "cpu_count": os.cpu_count(),
