@@ -172,3 +172,34 @@ def test_the_ablation_base_is_checked(bench, monkeypatch, capsys, extra, message
         bench.main()
     assert stop.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_ablations_alone_are_scheduled_and_reported_without_a_targets_table(
+    bench, tmp_path: Path, monkeypatch
+) -> None:
+    """``--targets none``: the plain loop and the ablations only (their base's own runs come
+    from an earlier study); the report has no empty targets table, but still its unit."""
+    jobs: list = []
+
+    def fake_job(job, plan, results, *rest) -> None:
+        jobs.append(job)
+        if job[0] == "plain":
+            results["plain"].append({"seconds": 10.0, "test_acc": 0.9})
+        else:
+            results["ablations"][job[1]].append(_run(job[2], 0.95, 20.0, 0.951))
+
+    monkeypatch.setattr(bench, "run_job", fake_job)
+    monkeypatch.setattr(bench, "train_set_size", lambda data_dir: 100)
+    monkeypatch.setattr("cnnlab.reports.environment.environment_info", lambda: ENV)
+    argv = ["run.py", "--data-dir", str(tmp_path), "--targets", "none", "--ablation-base",
+            "fast95", "--ablations", "bn_frozen_scale", "--ablation-seeds", "2", "--out",
+            str(tmp_path)]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    bench.main()
+    assert jobs == [("plain",), ("ablation", "bn_frozen_scale", 0),
+                    ("ablation", "bn_frozen_scale", 1), ("plain",)]  # fmt: skip
+    md = (tmp_path / "results.md").read_text()
+    assert "| target | recipe |" not in md
+    assert "Unit: one plain-loop epoch = 10.0 s (median of 2)" in md
+    assert "## Additions: one technique added to `fast95`" in md
+    assert "| frozen BN scale (gamma = 1, only the shift learns) |" in md

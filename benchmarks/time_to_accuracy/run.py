@@ -127,7 +127,8 @@ def main() -> None:
     ap.add_argument("--data-dir", default=None, help="directory with the Fashion-MNIST files")
     ap.add_argument("--quick", action="store_true",
                     help="smoke test: the embedded sample, 1 epoch per recipe, 1 seed")  # fmt: skip
-    ap.add_argument("--targets", default=None, help="comma list (default: all in preset.yaml)")
+    ap.add_argument("--targets", default=None,
+                    help="comma list, or 'none' (default: all in preset.yaml)")  # fmt: skip
     ap.add_argument("--ablations", default=None, help="comma list, or 'none'")
     ap.add_argument("--ablation-seeds", type=int, default=1)
     ap.add_argument("--ablation-base", default=None,
@@ -140,7 +141,8 @@ def main() -> None:
         ap.error("--data-dir is required (or --quick for the embedded sample)")
     data_dir = args.data_dir or sample_dir()
     plan = load_plan()
-    targets = args.targets.split(",") if args.targets else list(plan["targets"])
+    targets = list(plan["targets"]) if args.targets is None else (
+        [] if args.targets == "none" else args.targets.split(","))  # fmt: skip
     ablations = list(plan["ablations"]) if args.ablations is None else (
         [] if args.ablations == "none" else args.ablations.split(","))  # fmt: skip
     for name in targets + ablations:

@@ -92,11 +92,12 @@ def write_reports(
 
 
 def headline(data: dict[str, Any]) -> str:
+    """The targets' table (none where only ablations ran) and the unit it is measured in."""
     lines = [
         "| target | recipe | accuracy (median) | inference | training s (median) "
         "| plain-epoch units | allowed | training FLOPs | verdict |",
         "|---|---|---:|---|---:|---:|---:|---:|---|",
-    ]
+    ] if data["targets"] else []  # fmt: skip
     for name, t in data["targets"].items():
         s, spec = t["summary"], t["spec"]
         inference = "flip TTA (2 views)" if spec.get("tta", "none") != "none" else "single view"
@@ -107,7 +108,7 @@ def headline(data: dict[str, Any]) -> str:
         )
     env = data["env"]
     lines += [
-        "",
+        *([""] if lines else []),
         f"Unit: one plain-loop epoch = {data['unit_seconds']:.1f} s (median of "
         f"{len(data['plain'])}), {env['cpu']} ({env['cpu_count']} cores, "
         f"{cpu_features(env)}), torch {env['torch']}, {data['started']}.",
