@@ -1,0 +1,42 @@
+"""The shipped presets and their recipes (``cnnlab.recipes``): every one loads, validates and
+builds a model that maps Fashion-MNIST-sized images to 10 logits (no training)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cnnlab.config import ConfigError, load_config
+from cnnlab.models import create_model
+from cnnlab.recipes import list_presets, load_preset
+
+RECIPES = [(p, m) for p in list_presets() for m in load_preset(p).models]
+
+
+def test_the_three_presets_are_shipped() -> None:
+    assert list_presets() == ["best", "case-study", "fast"]
+    assert load_preset("fast").models == ("fast93", "fast94", "fast95", "fastbest")
+
+
+@pytest.mark.parametrize(("preset", "model"), RECIPES, ids=[f"{p}/{m}" for p, m in RECIPES])
+def test_every_recipe_loads_and_builds(preset: str, model: str) -> None:
+    path = load_preset(preset).recipe_path(model)
+    assert path is not None
+    cfg = load_config(path)  # checks every component's name and options
+    # as the trainer builds it for Fashion-MNIST (training/assemble.py): the data fix the sizes
+    net = create_model(cfg.model.name, num_classes=10, in_chans=1, input_size=28,
+                       **cfg.model.params).eval()  # fmt: skip
+    with torch.no_grad():
+        assert net(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_fastbest_has_the_measured_batch_norm_and_stem_options() -> None:
+    """Issue 22: the 95.6% single-view recipe froze BN's scale and trained the whitening
+    filters (benchmarks/time_to_accuracy/other_hosts/amd_epyc_avx512_bf16/additions_fastbest)."""
+    params = load_config(load_preset("fast").recipe_path("fastbest")).model.params
+    assert params["bn_scale"] is False and params["whiten_trainable"] is True
+
+
+def test_an_unknown_preset_names_the_valid_ones() -> None:
+    with pytest.raises(ConfigError, match=r"unknown preset 'fastest'; valid presets: .*fast"):
+        load_preset("fastest")
