@@ -122,6 +122,13 @@ def schedule(plan: dict[str, Any], targets: list[str], ablations: list[str],
     return out
 
 
+def names(arg: str | None, everything: dict[str, Any]) -> list[str]:
+    """A ``--targets``/``--ablations`` value: a comma list, 'none', or (not given) all."""
+    if arg is None:
+        return list(everything)
+    return [] if arg == "none" else arg.split(",")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", default=None, help="directory with the Fashion-MNIST files")
@@ -141,10 +148,8 @@ def main() -> None:
         ap.error("--data-dir is required (or --quick for the embedded sample)")
     data_dir = args.data_dir or sample_dir()
     plan = load_plan()
-    targets = list(plan["targets"]) if args.targets is None else (
-        [] if args.targets == "none" else args.targets.split(","))  # fmt: skip
-    ablations = list(plan["ablations"]) if args.ablations is None else (
-        [] if args.ablations == "none" else args.ablations.split(","))  # fmt: skip
+    targets = names(args.targets, plan["targets"])
+    ablations = names(args.ablations, plan["ablations"])
     for name in targets + ablations:
         if name not in plan["targets"] and name not in plan["ablations"]:
             ap.error(f"unknown target or ablation {name!r}")

@@ -93,11 +93,17 @@ def write_reports(
 
 def headline(data: dict[str, Any]) -> str:
     """The targets' table (none where only ablations ran) and the unit it is measured in."""
+    env = data["env"]
+    unit = (f"Unit: one plain-loop epoch = {data['unit_seconds']:.1f} s (median of "
+            f"{len(data['plain'])}), {env['cpu']} ({env['cpu_count']} cores, "
+            f"{cpu_features(env)}), torch {env['torch']}, {data['started']}.")  # fmt: skip
+    if not data["targets"]:
+        return f"{unit}\n\n"
     lines = [
         "| target | recipe | accuracy (median) | inference | training s (median) "
         "| plain-epoch units | allowed | training FLOPs | verdict |",
         "|---|---|---:|---|---:|---:|---:|---:|---|",
-    ] if data["targets"] else []  # fmt: skip
+    ]
     for name, t in data["targets"].items():
         s, spec = t["summary"], t["spec"]
         inference = "flip TTA (2 views)" if spec.get("tta", "none") != "none" else "single view"
@@ -106,15 +112,7 @@ def headline(data: dict[str, Any]) -> str:
             f"| {inference} | {s['median_train_seconds']:.1f} | {s['median_units']:.2f} "
             f"| {spec['max_units']:g} | {s['train_flops']:.3g} | {s['verdict']} |"
         )
-    env = data["env"]
-    lines += [
-        *([""] if lines else []),
-        f"Unit: one plain-loop epoch = {data['unit_seconds']:.1f} s (median of "
-        f"{len(data['plain'])}), {env['cpu']} ({env['cpu_count']} cores, "
-        f"{cpu_features(env)}), torch {env['torch']}, {data['started']}.",
-        "",
-    ]
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, "", unit, ""]) + "\n"
 
 
 def markdown(data: dict[str, Any]) -> str:
