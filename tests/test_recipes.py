@@ -8,6 +8,7 @@ import torch
 
 from cnnlab.config import ConfigError, load_config
 from cnnlab.models import create_model
+from cnnlab.nn.whitening import PatchWhitening
 from cnnlab.recipes import list_presets, load_preset
 
 RECIPES = [(p, m) for p in list_presets() for m in load_preset(p).models]
@@ -31,10 +32,15 @@ def test_every_recipe_loads_and_builds(preset: str, model: str) -> None:
 
 
 def test_fastbest_has_the_measured_batch_norm_and_stem_options() -> None:
-    """Issue 22: the 95.6% single-view recipe froze BN's scale and trained the whitening
-    filters (benchmarks/time_to_accuracy/other_hosts/amd_epyc_avx512_bf16/additions_fastbest)."""
-    params = load_config(load_preset("fast").recipe_path("fastbest")).model.params
-    assert params["bn_scale"] is False and params["whiten_trainable"] is True
+    """Issue 22: the 95.6% single-view recipe froze BN's scale and took a conv3x3 stem in place
+    of the whitening (benchmarks/time_to_accuracy/additions/fastbest_conv_stem)."""
+    cfg = load_config(load_preset("fast").recipe_path("fastbest"))
+    assert cfg.model.params["stem"] == "conv" and cfg.model.params["bn_scale"] is False
+    net = create_model(cfg.model.name, num_classes=10, in_chans=1, input_size=28,
+                       **cfg.model.params)  # fmt: skip
+    assert not any(isinstance(m, PatchWhitening) for m in net.modules())
+    bns = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns and not any(bn.weight.requires_grad for bn in bns)
 
 
 def test_an_unknown_preset_names_the_valid_ones() -> None:
